@@ -350,21 +350,27 @@ class Network:
         labels = self.check_labels(labels, X.shape[0])
         flat = xp.empty_like(self.parameters)
         gradients = Gradients(*self._layer_views(flat), flat=flat)
-        loss = self._backpropagate(X, labels, gradients)
-        return loss, gradients
+        loss, _ = self._backpropagate(X, labels, gradients)
+        return loss + self.l2_penalty(), gradients
 
-    def loss_and_gradients_into(self, X, labels, gradient) -> float:
-        """Write the flat gradient for a batch into ``gradient`` and return the loss.
+    def loss_and_gradients_into(self, X, labels, gradient) -> tuple[float, int]:
+        """Write the flat gradient for a batch into ``gradient``; return data loss and hits.
 
         The fast path for training loops: ``X`` must already be a valid ``(batch, n_0)``
         array of the network's dtype and ``labels`` valid int64 class indices (call
         :meth:`check_input` and :meth:`check_labels` once for the whole data set).
-        ``gradient`` is a 1-D array of ``n_parameters`` entries.
+        ``gradient`` is a 1-D array of ``n_parameters`` entries and receives the gradient
+        with the L2 term. The returned loss is the mean data loss *without* the L2
+        penalty (so training and validation losses compare), and the count is the number
+        of rows whose largest logit is the true class.
         """
         gradients = Gradients(*self._layer_views(gradient), flat=gradient)
-        return self._backpropagate(X, labels, gradients, keep_trace=False)
+        loss, logits = self._backpropagate(X, labels, gradients, keep_trace=False)
+        correct = int(xp.count_nonzero(xp.argmax(logits, axis=1) == labels))
+        return loss, correct
 
-    def _backpropagate(self, X, labels, gradients: Gradients, keep_trace: bool = True) -> float:
+    def _backpropagate(self, X, labels, gradients: Gradients, keep_trace: bool = True):
+        """Fill ``gradients`` (L2 term included); return the mean data loss and the logits."""
         L = self.n_layers
         pre_activations, activations = self.forward_trace(X)
         # Index by the course's layer numbers: a[k] = A_k for k = 1..L, h[k] = H_k for
@@ -374,7 +380,6 @@ class Network:
 
         # Stakeholder 1, the output layer: for cross-entropy G_L = (Ŷ − E) / B.
         loss, grad_a = self.loss_function.value_and_gradient(a[L], labels)
-        loss += self.l2_penalty()
         if keep_trace:
             gradients.pre_activations = [None] * L
             gradients.activations = [None] * (L - 1)
@@ -399,4 +404,4 @@ class Network:
                 grad_a = self.activation_functions[k - 2].backward(grad_h, a[k - 1], h[k - 1])
                 if keep_trace:
                     gradients.pre_activations[k - 2] = grad_a
-        return loss
+        return loss, a[L]
