@@ -307,7 +307,10 @@ class Trainer:
             from threadpoolctl import threadpool_limits
 
             limits = threadpool_limits(limits=self.threads)
-        with limits, _InterruptFlag() as interrupt:
+        # Overflow in a diverging run is detected by the finiteness checks, which stop
+        # training with a message, so NumPy's warnings would only repeat it.
+        quiet_overflow = xp.errstate(over="ignore", invalid="ignore", divide="ignore")
+        with limits, quiet_overflow, _InterruptFlag() as interrupt:
             while len(self.history) < self.epochs and not self.stopped_early:
                 self._run_epoch(X, y, validation_data, interrupt)
 
@@ -318,7 +321,8 @@ class Trainer:
 
     def train_epoch(self, X, y) -> dict:
         """Run one epoch on validated data without validation; return its history row."""
-        with _InterruptFlag() as interrupt:
+        quiet_overflow = xp.errstate(over="ignore", invalid="ignore", divide="ignore")
+        with quiet_overflow, _InterruptFlag() as interrupt:
             self._run_epoch(X, y, None, interrupt)
         self.network.history = self.history
         return self.history[-1]
@@ -622,6 +626,8 @@ def save_model(directory, network: Network, *, preprocessor=None, label_mapping=
 
 def _model_paths(path) -> tuple[Path, Path]:
     path = Path(path)
+    if not path.exists():
+        raise ValueError(f"model path {path} not found; pass a run directory or its model.json")
     if path.is_dir():
         return path / "model.json", path / "model.npz"
     if path.suffix == ".json":
