@@ -44,7 +44,11 @@ class Activation:
         raise NotImplementedError
 
     def backward(self, grad_h, a, h, out=None):
-        """Return ``∇a = ∇h ⊙ g'(a)`` given the forward pass's ``a`` and ``h``."""
+        """Return ``∇a = ∇h ⊙ g'(a)`` given the forward pass's ``a`` and ``h``.
+
+        Every built-in activation forms ``g'`` from ``h`` alone, and the training fast
+        path passes ``a=None`` because it overwrites ``A_k`` with ``H_k``.
+        """
         return xp.multiply(grad_h, self.derivative(a, h), out=out)
 
     def __repr__(self) -> str:
@@ -143,7 +147,8 @@ class LeakyReLU(Activation):
         return xp.where(a > 0, 1.0, self.slope).astype(a.dtype)
 
     def backward(self, grad_h, a, h, out=None):
-        return xp.multiply(grad_h, self.derivative(a, h), out=out)
+        # For a positive slope, h > 0 exactly where a > 0.
+        return xp.multiply(grad_h, xp.where(h > 0, 1.0, self.slope).astype(h.dtype), out=out)
 
     def __repr__(self) -> str:
         return f"LeakyReLU(slope={self.slope})"

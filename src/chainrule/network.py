@@ -292,23 +292,34 @@ class Network:
     def forward_trace(self, X) -> tuple[list, list]:
         """Run the forward pass on validated input and keep every intermediate value.
 
-        Returns ``(pre_activations, activations)``: ``pre_activations[k-1] = A_k`` for
-        ``k = 1..L`` (the last is the logits) and ``activations[k] = H_k`` for
+        Returns ``(pre_activations, activations)`` as new arrays: ``pre_activations[k-1]
+        = A_k`` for ``k = 1..L`` (the last is the logits) and ``activations[k] = H_k`` for
         ``k = 0..L-1`` (``activations[0]`` is the input itself).
         """
-        pre_activations, activations = [], [X]
-        h = X
+        a, h = self._forward(X, buffers=None)
+        return a[1:], h
+
+    def _forward(self, X, buffers: "_Buffers | None") -> tuple[list, list]:
+        """Return ``a`` and ``h`` indexed by the course's layer numbers (``a[0]`` is None).
+
+        With ``buffers`` the pass allocates nothing: each ``A_k`` is written into a
+        reused array and, for hidden layers, overwritten in place by ``H_k = g(A_k)``,
+        since the backward pass needs only ``H_k``. Then ``a[k]`` and ``h[k]`` are the
+        same array.
+        """
+        a, h = [None], [X]
         for k in range(1, self.n_layers + 1):
-            # a_k = b_k + W_k h_{k-1}, for a batch of rows: A_k = H_{k-1} W_kᵀ + b_k.
-            a = h @ self.weights[k - 1].T
-            a += self.biases[k - 1]
-            pre_activations.append(a)
+            # a_k = b_k + W_k h_{k-1}; for a batch of rows, A_k = H_{k-1} W_kᵀ + b_k.
+            out = None if buffers is None else buffers.outputs[k]
+            a_k = xp.matmul(h[k - 1], self.weights[k - 1].T, out=out)
+            a_k += self.biases[k - 1]
+            a.append(a_k)
 
             # h_k = g(a_k) for the hidden layers; the output layer stays as logits.
             if k < self.n_layers:
-                h = self.activation_functions[k - 1].forward(a)
-                activations.append(h)
-        return pre_activations, activations
+                in_place = None if buffers is None else a_k
+                h.append(self.activation_functions[k - 1].forward(a_k, out=in_place))
+        return a, h
 
     def forward(self, X):
         """Return the logits ``a_L`` ``(batch, n_classes)`` for ``X`` ``(batch, n_0)``."""
@@ -362,24 +373,40 @@ class Network:
         ``gradient`` is a 1-D array of ``n_parameters`` entries and receives the gradient
         with the L2 term. The returned loss is the mean data loss *without* the L2
         penalty (so training and validation losses compare), and the count is the number
-        of rows whose largest logit is the true class.
+        of rows whose largest logit is the true class. Intermediate arrays are reused
+        between calls with the same batch size, so no trace is kept.
         """
         gradients = Gradients(*self._layer_views(gradient), flat=gradient)
-        loss, logits = self._backpropagate(X, labels, gradients, keep_trace=False)
-        correct = int(xp.count_nonzero(xp.argmax(logits, axis=1) == labels))
-        return loss, correct
+        buffers = self._buffers_for(X.shape[0])
+        return self._backpropagate(X, labels, gradients, buffers)
 
-    def _backpropagate(self, X, labels, gradients: Gradients, keep_trace: bool = True):
-        """Fill ``gradients`` (L2 term included); return the mean data loss and the logits."""
+    def _buffers_for(self, batch: int) -> "_Buffers":
+        cache = self.__dict__.setdefault("_buffer_cache", {})
+        buffers = cache.get(batch)
+        if buffers is None:
+            # A training run uses at most two batch sizes (the last batch may be
+            # smaller), so keeping a few entries bounds the memory.
+            if len(cache) >= 4:
+                cache.clear()
+            buffers = cache[batch] = _Buffers(self.layer_sizes, batch, self.dtype)
+        return buffers
+
+    def _backpropagate(self, X, labels, gradients: Gradients, buffers=None) -> tuple[float, int]:
+        """Fill ``gradients`` (L2 term included); return the mean data loss and the hits.
+
+        Without ``buffers`` every intermediate array is new and the per-layer gradients
+        ``∇A_k`` and ``∇H_k`` are kept in ``gradients``. With ``buffers`` they are written
+        into reused arrays and not kept.
+        """
         L = self.n_layers
-        pre_activations, activations = self.forward_trace(X)
-        # Index by the course's layer numbers: a[k] = A_k for k = 1..L, h[k] = H_k for
-        # k = 0..L-1, W(k) = W_k.
-        a = [None, *pre_activations]
-        h = activations
+        keep_trace = buffers is None
+        a, h = self._forward(X, buffers)
+        correct = int(xp.count_nonzero(xp.argmax(a[L], axis=1) == labels))
 
-        # Stakeholder 1, the output layer: for cross-entropy G_L = (Ŷ − E) / B.
-        loss, grad_a = self.loss_function.value_and_gradient(a[L], labels)
+        # Stakeholder 1, the output layer: for cross-entropy G_L = (Ŷ − E) / B. The fast
+        # path forms it in place of the logits, which are no longer needed.
+        output_buffer = None if keep_trace else a[L]
+        loss, grad_a = self.loss_function.value_and_gradient(a[L], labels, out=output_buffer)
         if keep_trace:
             gradients.pre_activations = [None] * L
             gradients.activations = [None] * (L - 1)
@@ -396,12 +423,28 @@ class Network:
             xp.sum(grad_a, axis=0, out=gradients.biases[k - 1])
 
             # Stakeholder 2, the hidden layer below: ∇H_{k-1} = G_k W_k, then
-            # ∇A_{k-1} = ∇H_{k-1} ⊙ g'(A_{k-1}).
+            # ∇A_{k-1} = ∇H_{k-1} ⊙ g'(A_{k-1}), with g' formed from H_{k-1}.
             if k > 1:
-                grad_h = grad_a @ W_k
+                out = None if keep_trace else buffers.grad_h[k - 1]
+                grad_h = xp.matmul(grad_a, W_k, out=out)
+                activation = self.activation_functions[k - 2]
                 if keep_trace:
-                    gradients.activations[k - 2] = grad_h.copy()
-                grad_a = self.activation_functions[k - 2].backward(grad_h, a[k - 1], h[k - 1])
-                if keep_trace:
+                    gradients.activations[k - 2] = grad_h
+                    grad_a = activation.backward(grad_h, a[k - 1], h[k - 1])
                     gradients.pre_activations[k - 2] = grad_a
-        return loss, a[L]
+                else:
+                    # a[k-1] was overwritten by h[k-1] in the fast forward pass.
+                    grad_a = activation.backward(grad_h, None, h[k - 1], out=grad_h)
+        return loss, correct
+
+
+class _Buffers:
+    """Arrays for one batch size, reused by :meth:`Network.loss_and_gradients_into`.
+
+    ``outputs[k]`` holds ``A_k`` and then, for hidden layers, ``H_k`` (``k = 1..L``);
+    ``grad_h[k]`` holds ``∇H_k`` and then ``∇A_k`` (``k = 1..L-1``). Index 0 is unused.
+    """
+
+    def __init__(self, layer_sizes, batch: int, dtype):
+        self.outputs = [None] + [xp.empty((batch, n), dtype=dtype) for n in layer_sizes[1:]]
+        self.grad_h = [None] + [xp.empty((batch, n), dtype=dtype) for n in layer_sizes[1:-1]]
