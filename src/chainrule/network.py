@@ -1,6 +1,6 @@
 """A feedforward network whose forward and backward passes follow the course's derivation.
 
-Notation (one example as a column; chainrule holds a batch as rows, see below):
+Notation (one example is a column; chainrule stores a batch as rows, see below):
 
 =================  ==========================================  ======================
 symbol             meaning                                     where it lives here
@@ -441,8 +441,8 @@ class Network:
 class _Buffers:
     """Arrays for one batch size, reused by :meth:`Network.loss_and_gradients_into`.
 
-    ``outputs[k]`` holds ``A_k`` and then, for hidden layers, ``H_k`` (``k = 1..L``);
-    ``grad_h[k]`` holds ``∇H_k`` and then ``∇A_k`` (``k = 1..L-1``). Index 0 is unused.
+    ``outputs[k]`` contains ``A_k`` and then, for hidden layers, ``H_k`` (``k = 1..L``);
+    ``grad_h[k]`` contains ``∇H_k`` and then ``∇A_k`` (``k = 1..L-1``). Index 0 is unused.
     """
 
     def __init__(self, layer_sizes, batch: int, dtype):

@@ -407,13 +407,13 @@ class Trainer:
             callback(self, row)
 
     def _gradient_at_lookahead(self, X, y) -> tuple[float, int]:
-        """Fill the gradient buffer at the point the optimizer asks for; return loss and hits."""
+        """Fill the gradient buffer at the optimizer's look-ahead point; return loss and hits."""
         parameters = self.network.parameters
         point = self.optimizer.lookahead_point(parameters)
         if point is None:
             return self.network.loss_and_gradients_into(X, y, self._gradient)
         # Nesterov: evaluate the gradient at the look-ahead point, then put the stored
-        # parameters back, so the network always holds w and never the look-ahead point.
+        # parameters back, so the network always contains w and never the look-ahead point.
         saved = parameters.copy()
         parameters[...] = point
         try:
@@ -439,20 +439,20 @@ class Trainer:
             return sys.stderr.isatty()
         return bool(self.progress)
 
-    def _diverged(self, epoch: int, batch: int, learning_rate: float, what: str):
+    def _diverged(self, epoch: int, batch: int, learning_rate: float, cause: str):
         self.network.parameters[...] = self._last_good_parameters
         last_epoch = len(self.history)
         if self.checkpoint_path is not None and last_epoch > 0:
-            kept = f"The checkpoint of epoch {last_epoch} is kept in {self.checkpoint_path}."
+            checkpoint_note = f"The checkpoint of epoch {last_epoch} is kept in {self.checkpoint_path}."
         elif self.checkpoint_path is not None:
-            kept = "No epoch finished, so there is no checkpoint to keep."
+            checkpoint_note = "No epoch finished, so there is no checkpoint to keep."
         else:
-            kept = f"The network was reset to its weights after epoch {last_epoch}."
+            checkpoint_note = f"The network was reset to its weights after epoch {last_epoch}."
         message = (
             f"training diverged at epoch {epoch}, batch {batch} (learning rate "
-            f"{learning_rate:g}): {what}. The learning rate is probably too high, or the "
+            f"{learning_rate:g}): {cause}. The learning rate is probably too high, or the "
             "input is not scaled (pixels should be in [0, 1]); try a learning rate 10 times "
-            f"smaller or scale the input. {kept}"
+            f"smaller or scale the input. {checkpoint_note}"
         )
         raise TrainingDiverged(message, epoch=epoch, batch=batch, learning_rate=learning_rate,
                                checkpoint_path=self.checkpoint_path)
@@ -526,7 +526,7 @@ class Trainer:
             )
         if meta["network"]["layer_sizes"] != list(self.network.layer_sizes):
             raise ValueError(
-                f"{path} holds a network with layer sizes {meta['network']['layer_sizes']}, "
+                f"{path} contains a network with layer sizes {meta['network']['layer_sizes']}, "
                 f"but this one has {list(self.network.layer_sizes)}"
             )
         self.network.set_parameters(arrays.pop("parameters"))
@@ -602,7 +602,7 @@ def save_model(directory, network: Network, *, preprocessor=None, label_mapping=
                class_names=None, metadata=None) -> None:
     """Write ``model.npz`` (arrays ``W1, b1, ...``) and ``model.json`` into ``directory``.
 
-    ``model.json`` holds the network settings, the preprocessing, the label mapping, the
+    ``model.json`` contains the network settings, the preprocessing, the label mapping, the
     class names and free-form metadata; ``model.npz`` loads with ``allow_pickle=False``.
     """
     directory = Path(directory)
