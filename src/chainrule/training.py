@@ -201,7 +201,8 @@ class Trainer:
     threads : int, optional
         Limit the BLAS threads during :meth:`fit` (threadpoolctl).
     callbacks : sequence of callables
-        Each called as ``callback(trainer, row)`` after every epoch.
+        Each called as ``callback(trainer, row)`` after every epoch. A callback may set
+        ``trainer.stopped_early = True`` to end training after that epoch.
     log : callable, optional
         Receives each epoch line; defaults to printing on stdout.
     """
