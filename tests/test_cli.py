@@ -8,7 +8,6 @@ import argparse
 import json
 import sys
 import types
-import zipfile
 
 import numpy as np
 import pytest
@@ -540,11 +539,7 @@ def test_predict_bad_images(model_dir, tmp_path, capsys, name, content, message)
     [
         "json_garbage",
         "json_foreign",
-        # TODO: training.load_model lets zipfile.BadZipFile escape for a damaged
-        # model.npz instead of raising ValueError; remove this mark once it does.
-        pytest.param("npz_garbage", marks=pytest.mark.xfail(
-            raises=zipfile.BadZipFile, strict=True,
-            reason="load_model does not convert zipfile.BadZipFile to ValueError")),
+        "npz_garbage",
         "npz_missing",
     ],
 )

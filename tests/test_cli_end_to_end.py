@@ -313,6 +313,24 @@ def test_divergence_keeps_last_good_checkpoint(tmp_path):
     assert not (run_dir / "model.npz").exists()
 
 
+def test_learning_rate_1e3_diverges_with_defaults(tmp_path):
+    # The defaults (Adam, ReLU) at a learning rate of 1e3: the first step moves every
+    # weight by about 1e3, and the next batch's loss explodes while still finite.
+    run_dir = tmp_path / "exploded"
+
+    result = chainrule(
+        "train", "-lr", "1e3", "--limit-train", "1000", "--limit-test", "100",
+        "--threads", "1", "--quiet", "--output-dir", run_dir,
+    )
+
+    assert result.returncode == 3
+    assert "diverged at epoch 1" in result.stderr
+    assert "learning rate 1000" in result.stderr
+    assert "too high" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (run_dir / "model.npz").exists()
+
+
 def test_user_idx_folder_with_default_output_dir(tmp_path):
     from chainrule import datasets
     from chainrule.idx import write_idx

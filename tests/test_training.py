@@ -204,7 +204,6 @@ class JumpSchedule(schedules.Schedule):
 
 def test_divergence_stops_and_keeps_checkpoint(tmp_path):
     X, y = blobs(60)
-    X = X * 1000.0  # unscaled input on top of an absurd learning rate
     checkpoint = tmp_path / "checkpoint.npz"
     net = small_net()
     trainer = Trainer(net, "sgd", batch_size=10, epochs=5, quiet=True,
@@ -227,6 +226,26 @@ def test_divergence_stops_and_keeps_checkpoint(tmp_path):
     restored = small_net(seed=5)
     Trainer(restored, "sgd", epochs=5).load_checkpoint(checkpoint)
     np.testing.assert_array_equal(restored.parameters, net.parameters)
+
+
+def test_exploding_finite_loss_counts_as_divergence():
+    # Adam at a learning rate of 1e3 moves every weight by about 1e3 in its first step,
+    # so the second batch's cross-entropy is in the thousands: far above 100 · log 3.
+    X, y = blobs(60)
+    net = small_net()
+    initial = net.parameters.copy()
+    trainer = Trainer(net, cr.optimizers.get("adam", learning_rate=1e3), batch_size=10,
+                      epochs=3, quiet=True)
+    with pytest.raises(TrainingDiverged, match="exploded") as caught:
+        trainer.fit(X, y)
+    assert caught.value.epoch == 1
+    assert caught.value.batch == 2
+    np.testing.assert_array_equal(net.parameters, initial)
+
+
+def test_squared_error_has_no_loss_threshold():
+    trainer = Trainer(small_net(loss="mean_squared_error"), epochs=1)
+    assert trainer.exploded_loss == float("inf")
 
 
 def test_sigint_stops_after_current_batch(tmp_path):

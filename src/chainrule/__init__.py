@@ -29,7 +29,9 @@ _LAZY_NAMES = {
     "evaluate": ("chainrule.metrics", "evaluate"),
     "plots": ("chainrule.plots", None),
     "diagnostics": ("chainrule.diagnostics", None),
-    "explain": ("chainrule.diagnostics", "explain"),
+    "explain": ("chainrule.explain", "explain"),
+    "comparisons": ("chainrule.comparisons", None),
+    "surfaces": ("chainrule.surfaces", None),
     "MLPClassifier": ("chainrule.estimator", "MLPClassifier"),
     "sweeps": ("chainrule.sweeps", None),
 }

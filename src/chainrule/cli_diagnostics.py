@@ -134,7 +134,7 @@ def _learning_rate_pair(text: str) -> tuple[str, float]:
 
 
 def _surface_name(text: str) -> str:
-    from chainrule.diagnostics import SURFACES
+    from chainrule.surfaces import SURFACES
 
     name = text.strip().lower()
     if name not in SURFACES:
@@ -303,7 +303,7 @@ def _add_data_source(parser) -> None:
 
 def _explain_command(args: argparse.Namespace) -> int:
     from chainrule.diagnostic_plots import plot_explanation
-    from chainrule.diagnostics import explain
+    from chainrule.explain import explain
 
     model = _load_model(args.model)
     images, labels, source = _test_split(model, args)
@@ -350,7 +350,7 @@ def _add_explain(subparsers) -> None:
 
 def _failures_command(args: argparse.Namespace) -> int:
     from chainrule.diagnostic_plots import plot_failures
-    from chainrule.diagnostics import most_confident_failures
+    from chainrule.explain import most_confident_failures
 
     model = _load_model(args.model)
     images, labels, source = _test_split(model, args)
@@ -481,7 +481,7 @@ def _add_training_options(parser, *, command: str, epochs: int, hidden_sizes=(64
 
 
 def _subset(args: argparse.Namespace):
-    from chainrule.diagnostics import load_subset
+    from chainrule.comparisons import load_subset
 
     source = args.data_dir if args.data_dir is not None else args.dataset
     return load_subset(source, train_size=args.train_size, test_size=args.test_size, seed=args.seed)
@@ -504,7 +504,7 @@ def _print_final(results: dict) -> None:
 
 def _compare_losses_command(args: argparse.Namespace) -> int:
     from chainrule.diagnostic_plots import plot_curve_comparison
-    from chainrule.diagnostics import compare_losses
+    from chainrule.comparisons import compare_losses
 
     data = _subset(args)
     results = compare_losses(
@@ -526,7 +526,7 @@ def _compare_losses_command(args: argparse.Namespace) -> int:
 def _compare_optimizers_command(args: argparse.Namespace) -> int:
     from chainrule import optimizers
     from chainrule.diagnostic_plots import plot_curve_comparison
-    from chainrule.diagnostics import compare_optimizers
+    from chainrule.comparisons import compare_optimizers
 
     names = args.optimizers or optimizers.names()
     rates = {name: args.learning_rate for name in names} if args.learning_rate else {}
@@ -554,7 +554,7 @@ def _compare_optimizers_command(args: argparse.Namespace) -> int:
 
 def _compare_activations_command(args: argparse.Namespace) -> int:
     from chainrule.diagnostic_plots import plot_activation_comparison
-    from chainrule.diagnostics import compare_activations
+    from chainrule.comparisons import compare_activations
 
     data = _subset(args)
     records = compare_activations(
@@ -573,7 +573,7 @@ def _compare_activations_command(args: argparse.Namespace) -> int:
 
 def _accuracy_curves_command(args: argparse.Namespace) -> int:
     from chainrule.diagnostic_plots import plot_accuracy_curves
-    from chainrule.diagnostics import accuracy_curves
+    from chainrule.comparisons import accuracy_curves
 
     data = _subset(args)
     rows = accuracy_curves(
@@ -594,7 +594,7 @@ def _accuracy_curves_command(args: argparse.Namespace) -> int:
 
 def _optimizer_paths_command(args: argparse.Namespace) -> int:
     from chainrule.diagnostic_plots import plot_optimizer_paths
-    from chainrule.diagnostics import SURFACES, optimizer_paths
+    from chainrule.surfaces import SURFACES, optimizer_paths
 
     surfaces = args.surfaces or list(SURFACES)
     rates = dict(args.learning_rates or [])

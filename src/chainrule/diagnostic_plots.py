@@ -91,7 +91,7 @@ def _class_label(class_names, index: int) -> str:
 
 
 def plot_explanation(explanation, path=None, *, dpi: int = DEFAULT_DPI):
-    """Draw the walk of :func:`chainrule.diagnostics.explain` for one example.
+    """Draw the walk of :func:`chainrule.explain.explain` for one example.
 
     The figure has four panels. They show the input ``x = h_0``, the input gradient
     ``∇_{h_0} L``, the output distribution ``ŷ`` with ``e(ℓ)`` and ``ŷ − e(ℓ)``, and the
@@ -299,7 +299,7 @@ def plot_activation_comparison(records: dict, path=None, *, dpi: int = DEFAULT_D
     """Draw the weight-gradient norm per layer for several activations (vanishing gradients).
 
     ``records`` maps a label (the activation) to a diagnostics record, as
-    :func:`chainrule.diagnostics.compare_activations` returns. The first panel shows
+    :func:`chainrule.comparisons.compare_activations` returns. The first panel shows
     ``‖∇W_k‖`` against the layer ``k`` before training and after the last epoch; the
     others show each network's norms over the epochs.
     """
@@ -343,7 +343,7 @@ def plot_curve_comparison(results: dict, path=None, *, title: str = "", dpi: int
 
     ``results`` maps a label (a loss or optimizer name) to rows with ``epoch``,
     ``train_loss``, ``test_loss``, ``train_accuracy`` and ``test_accuracy``, as
-    :func:`chainrule.diagnostics.train_with_curves` returns. Training curves are solid,
+    :func:`chainrule.comparisons.train_with_curves` returns. Training curves are solid,
     test curves dashed, one colour per run.
     """
     figure = _new_figure(11.0, 4.5)
@@ -369,7 +369,7 @@ def plot_curve_comparison(results: dict, path=None, *, title: str = "", dpi: int
 def plot_accuracy_curves(rows, path=None, *, title: str = "", dpi: int = DEFAULT_DPI):
     """Draw training against test accuracy (and loss) over the epochs of one run.
 
-    ``rows`` are the curves of :func:`chainrule.diagnostics.train_with_curves`. The gap
+    ``rows`` are the curves of :func:`chainrule.comparisons.train_with_curves`. The gap
     between the two accuracy curves is the generalisation gap.
     """
     figure = _new_figure(11.0, 4.5)
@@ -404,7 +404,7 @@ def plot_failures(failures, images, class_names=None, path=None, *, columns: int
     Parameters
     ----------
     failures : list of Failure
-        From :func:`chainrule.diagnostics.most_confident_failures`, most confident first.
+        From :func:`chainrule.explain.most_confident_failures`, most confident first.
     images : array ``(n, ...)``
         The raw inputs the failures' ``index`` refers to; each is drawn as an image.
     class_names : sequence of str, optional
@@ -437,11 +437,11 @@ def plot_failures(failures, images, class_names=None, path=None, *, columns: int
 def plot_optimizer_paths(paths_by_surface: dict, path=None, *, dpi: int = DEFAULT_DPI):
     """Draw each optimizer's path over the contours of 2-D error surfaces.
 
-    ``paths_by_surface`` maps a surface name of :data:`chainrule.diagnostics.SURFACES`
+    ``paths_by_surface`` maps a surface name of :data:`chainrule.surfaces.SURFACES`
     (or a Surface) to ``{optimizer name: array (steps + 1, 2)}``, as
-    :func:`chainrule.diagnostics.optimizer_paths` returns. One panel per surface.
+    :func:`chainrule.surfaces.optimizer_paths` returns. One panel per surface.
     """
-    from chainrule.diagnostics import SURFACES
+    from chainrule.surfaces import SURFACES
 
     figure = _new_figure(5.0 * len(paths_by_surface), 5.0)
     grid = figure.subplots(1, len(paths_by_surface), squeeze=False)[0]

@@ -23,6 +23,7 @@ import sys
 import tempfile
 import threading
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,6 +46,10 @@ CHECKPOINT_FORMAT_VERSION = 1
 MODEL_FORMAT_VERSION = 1
 # Rows per forward pass when evaluating a whole data set, to bound memory.
 EVALUATION_CHUNK = 4096
+# A cross-entropy batch loss above this multiple of log K (the loss of a uniform guess over
+# K classes) means the logits differ by hundreds: the run has exploded, even while the
+# numbers are still finite. Adam with a learning rate of 1e3 gets there in one step.
+EXPLODED_LOSS_FACTOR = 100.0
 
 
 class TrainingDiverged(RuntimeError):
@@ -280,6 +285,12 @@ class Trainer:
         self.stopped_early = False
         self._gradient = xp.empty_like(network.parameters)
         self._last_good_parameters = network.parameters.copy()
+        # Squared error on softmax outputs is at most 1, so only cross-entropy can explode
+        # while staying finite.
+        self.exploded_loss = (
+            EXPLODED_LOSS_FACTOR * math.log(network.n_classes)
+            if network.loss_name == "cross_entropy" else math.inf
+        )
 
     # ------------------------------------------------------------------ public API
 
@@ -372,6 +383,12 @@ class Trainer:
                 loss, hits = self._gradient_at_lookahead(batch_X[:m], batch_y[:m])
                 if not math.isfinite(loss):
                     self._diverged(epoch, batch + 1, learning_rate, f"the loss became {loss}")
+                if loss > self.exploded_loss:
+                    self._diverged(
+                        epoch, batch + 1, learning_rate,
+                        f"the loss exploded to {loss:.3g}, more than {EXPLODED_LOSS_FACTOR:g} "
+                        f"times the {math.log(self.network.n_classes):.3g} of a uniform guess",
+                    )
                 if self.max_gradient_norm is not None:
                     optimizer_registry.clip_gradient_norm(gradient, self.max_gradient_norm)
                 optimizer.step(parameters, gradient)
@@ -521,7 +538,7 @@ class Trainer:
             with xp.load(path, allow_pickle=False) as data:
                 arrays = {key: data[key] for key in data.files}
             meta = json.loads(str(arrays.pop("meta")))
-        except (OSError, ValueError, KeyError, json.JSONDecodeError) as error:
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
             raise ValueError(
                 f"{path} is not a readable chainrule checkpoint ({error}); delete it to start over"
             ) from None
@@ -685,7 +702,7 @@ def load_model(path) -> Model:
                             f"array {name} has shape {array.shape}, expected {target.shape}"
                         )
                     target[...] = array
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, zipfile.BadZipFile) as error:
         raise ValueError(f"{npz_path} is not a valid chainrule model file: {error}") from None
     if not xp.isfinite(network.parameters).all():
         raise ValueError(f"{npz_path} contains NaN or infinite weights")
