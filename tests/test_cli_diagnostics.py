@@ -11,6 +11,7 @@ from conftest import skip_or_fail
 
 import chainrule as cr
 from chainrule import activations, cli_diagnostics, diagnostics
+from chainrule.explain import explain
 from chainrule.idx import write_idx
 from chainrule.preprocessing import LabelMapping, Preprocessor
 from chainrule.training import save_model
@@ -219,7 +220,7 @@ def test_explain_prints_walk_and_writes_figure(capsys, run_dir, idx_folder):
     # The printed output gradient is the model's ŷ − e(ℓ) for that test image.
     model = cr.load_model(run_dir)
     images, labels = cr.datasets.load_folder(idx_folder, "test")
-    expected = diagnostics.explain(model, images[4], labels[4])
+    expected = explain(model, images[4], labels[4])
     norm_line = next(line for line in output.splitlines() if "∇_{a_2} L = ŷ − e(ℓ)" in line)
     assert f"norm {expected.output_gradient.norm:.4g}" in norm_line
     probabilities = model.predict_proba(images[4:5])[0]

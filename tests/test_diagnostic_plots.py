@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 import chainrule as cr
-from chainrule import diagnostic_plots, diagnostics
-from chainrule.diagnostics import DataSubset, Failure
+from chainrule import comparisons, diagnostic_plots, diagnostics, surfaces
+from chainrule.comparisons import DataSubset
+from chainrule.explain import Failure, explain
 
 DPI = 40
 
@@ -49,7 +50,7 @@ def trained_record():
 def test_explanation_figure(tmp_path):
     net = cr.Network([16, 6, 4], activation="tanh", seed=1, dtype="float64")
     image = np.random.default_rng(1).uniform(0, 1, (4, 4))
-    explanation = diagnostics.explain(net, image, 2, index=5, class_names=["a", "b", "c", "d"])
+    explanation = explain(net, image, 2, index=5, class_names=["a", "b", "c", "d"])
     path = tmp_path / "explain-5.png"
     figure = diagnostic_plots.plot_explanation(explanation, path, dpi=DPI)
     check_png(path, 11.0, 8.0)
@@ -76,7 +77,7 @@ def test_explanation_figure(tmp_path):
 
 def test_explanation_figure_flat_input(tmp_path):
     net = cr.Network([5, 3], seed=0, dtype="float64")
-    explanation = diagnostics.explain(net, np.arange(5.0), 1)
+    explanation = explain(net, np.arange(5.0), 1)
     path = tmp_path / "explain.png"
     figure = diagnostic_plots.plot_explanation(explanation, path, dpi=DPI)
     check_png(path, 11.0, 8.0)
@@ -160,7 +161,7 @@ def test_activation_comparison_figure(tmp_path):
     rng = np.random.default_rng(0)
     X, y = rng.standard_normal((60, 8)).astype(np.float32), np.arange(60) % 3
     data = DataSubset(X, y, X[:30], y[:30], X[:30], ["a", "b", "c"], "synthetic")
-    records = diagnostics.compare_activations(data, hidden_sizes=[6, 6], epochs=1,
+    records = comparisons.compare_activations(data, hidden_sizes=[6, 6], epochs=1,
                                               batch_size=30, diagnostic_rows=30)
     path = tmp_path / "compare-activations.png"
     figure = diagnostic_plots.plot_activation_comparison(records, path, dpi=DPI)
@@ -196,14 +197,14 @@ def test_failure_gallery_without_failures(tmp_path):
 
 def test_optimizer_paths_figure(tmp_path):
     paths = {
-        name: diagnostics.optimizer_paths(name, ["sgd", "adam"], steps=10)
+        name: surfaces.optimizer_paths(name, ["sgd", "adam"], steps=10)
         for name in ("bowl", "rosenbrock", "saddle")
     }
     path = tmp_path / "optimizer-paths.png"
     figure = diagnostic_plots.plot_optimizer_paths(paths, path, dpi=DPI)
     check_png(path, 15.0, 5.0)
     for name in ("bowl", "rosenbrock", "saddle"):
-        axes = axes_titled(figure, diagnostics.SURFACES[name].formula)
+        axes = axes_titled(figure, surfaces.SURFACES[name].formula)
         assert line_labels(axes) == ["sgd", "adam", "start", "minimum"]
         sgd = line_named(axes, "sgd")
         np.testing.assert_array_equal(sgd.get_xdata(), paths[name]["sgd"][:, 0])
@@ -221,8 +222,9 @@ def test_import_chainrule_does_not_load_matplotlib():
     import subprocess
     import sys
 
-    code = ("import sys, chainrule.diagnostics, chainrule.diagnostic_plots, "
-            "chainrule.cli_diagnostics; print('matplotlib' in sys.modules)")
+    code = ("import sys, chainrule.diagnostics, chainrule.explain, chainrule.comparisons, "
+            "chainrule.surfaces, chainrule.diagnostic_plots, chainrule.cli_diagnostics; "
+            "print('matplotlib' in sys.modules)")
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert output.stdout.strip() == "False"
 
