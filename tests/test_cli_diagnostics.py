@@ -11,7 +11,7 @@ from conftest import skip_or_fail
 
 import chainrule as cr
 from chainrule import activations, cli_diagnostics, diagnostics
-from chainrule.explain import explain
+from chainrule.explanation import explain
 from chainrule.idx import write_idx
 from chainrule.preprocessing import LabelMapping, Preprocessor
 from chainrule.training import save_model

@@ -6,7 +6,7 @@ import pytest
 import chainrule as cr
 from chainrule import comparisons, diagnostic_plots, diagnostics, surfaces
 from chainrule.comparisons import DataSubset
-from chainrule.explain import Failure, explain
+from chainrule.explanation import Failure, explain
 
 DPI = 40
 
@@ -222,7 +222,7 @@ def test_import_chainrule_does_not_load_matplotlib():
     import subprocess
     import sys
 
-    code = ("import sys, chainrule.diagnostics, chainrule.explain, chainrule.comparisons, "
+    code = ("import sys, chainrule.diagnostics, chainrule.explanation, chainrule.comparisons, "
             "chainrule.surfaces, chainrule.diagnostic_plots, chainrule.cli_diagnostics; "
             "print('matplotlib' in sys.modules)")
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

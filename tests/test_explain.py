@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import chainrule as cr
-from chainrule.explain import ArraySummary, explain, input_gradient, most_confident_failures
+from chainrule.explanation import ArraySummary, explain, input_gradient, most_confident_failures
 
 
 def small_network(activation="tanh", loss="cross_entropy", weight_decay=0.0, seed=0):

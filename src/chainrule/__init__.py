@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 _LAZY_NAMES = {
     "Network": ("chainrule.network", "Network"),
     "Gradients": ("chainrule.network", "Gradients"),
-    "gradcheck": ("chainrule.gradcheck", "gradcheck"),
+    "gradcheck": ("chainrule.gradient_check", "gradcheck"),
     "activations": ("chainrule.activations", None),
     "losses": ("chainrule.losses", None),
     "initializers": ("chainrule.initializers", None),
@@ -29,7 +29,7 @@ _LAZY_NAMES = {
     "evaluate": ("chainrule.metrics", "evaluate"),
     "plots": ("chainrule.plots", None),
     "diagnostics": ("chainrule.diagnostics", None),
-    "explain": ("chainrule.explain", "explain"),
+    "explain": ("chainrule.explanation", "explain"),
     "comparisons": ("chainrule.comparisons", None),
     "surfaces": ("chainrule.surfaces", None),
     "MLPClassifier": ("chainrule.estimator", "MLPClassifier"),

@@ -171,7 +171,7 @@ def gradcheck_pairs(activation: list[str], loss: list[str]) -> list[tuple[str, s
 
 
 def _gradcheck_command(args: argparse.Namespace) -> int:
-    from chainrule.gradcheck import gradcheck
+    from chainrule.gradient_check import gradcheck
 
     layer_sizes = _flatten(args.layer_sizes) if args.layer_sizes else list(DEFAULT_GRADCHECK_LAYER_SIZES)
     pairs = gradcheck_pairs(args.activation, args.loss)
@@ -303,7 +303,7 @@ def _add_data_source(parser) -> None:
 
 def _explain_command(args: argparse.Namespace) -> int:
     from chainrule.diagnostic_plots import plot_explanation
-    from chainrule.explain import explain
+    from chainrule.explanation import explain
 
     model = _load_model(args.model)
     images, labels, source = _test_split(model, args)
@@ -350,7 +350,7 @@ def _add_explain(subparsers) -> None:
 
 def _failures_command(args: argparse.Namespace) -> int:
     from chainrule.diagnostic_plots import plot_failures
-    from chainrule.explain import most_confident_failures
+    from chainrule.explanation import most_confident_failures
 
     model = _load_model(args.model)
     images, labels, source = _test_split(model, args)

@@ -91,7 +91,7 @@ def _class_label(class_names, index: int) -> str:
 
 
 def plot_explanation(explanation, path=None, *, dpi: int = DEFAULT_DPI):
-    """Draw the walk of :func:`chainrule.explain.explain` for one example.
+    """Draw the walk of :func:`chainrule.explanation.explain` for one example.
 
     The figure has four panels. They show the input ``x = h_0``, the input gradient
     ``∇_{h_0} L``, the output distribution ``ŷ`` with ``e(ℓ)`` and ``ŷ − e(ℓ)``, and the
@@ -404,7 +404,7 @@ def plot_failures(failures, images, class_names=None, path=None, *, columns: int
     Parameters
     ----------
     failures : list of Failure
-        From :func:`chainrule.explain.most_confident_failures`, most confident first.
+        From :func:`chainrule.explanation.most_confident_failures`, most confident first.
     images : array ``(n, ...)``
         The raw inputs the failures' ``index`` refers to; each is drawn as an image.
     class_names : sequence of str, optional
