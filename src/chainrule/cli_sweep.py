@@ -12,6 +12,11 @@ import os
 import sys
 from pathlib import Path
 
+from chainrule.argument_types import (
+    non_negative_int as _non_negative_int,
+    positive_int as _positive_int,
+)
+
 __all__ = ["register", "build_settings"]
 
 # Snake or kebab twins of the long options, accepted but hidden from --help.
@@ -57,24 +62,8 @@ def _add_option(parser, *spellings: str, **options) -> argparse.Action:
     return parser.add_argument(*names, **options)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
 
 
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
 
 
 def register(subparsers) -> None:
