@@ -328,3 +328,10 @@ def test_damaged_or_foreign_model_rejected(tmp_path):
         load_model(tmp_path)
     with pytest.raises(ValueError, match="not found"):
         load_model(tmp_path / "missing")
+
+
+def test_integer_input_warns_about_scaling():
+    X, y = blobs(30)
+    raw = (X * 50 + 100).astype(np.uint8)
+    with pytest.warns(UserWarning, match="integer dtype uint8.*Preprocessor"):
+        Trainer(small_net(), epochs=1, quiet=True).fit(raw, y)

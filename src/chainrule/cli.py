@@ -323,8 +323,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     _add_option(course, "-nhl", "--num_layers", type=_non_negative_int, metavar="N",
                 help="number of hidden layers of --hidden_size units each; 0 gives softmax "
                      "regression; ignored when --hidden_sizes is given (default: "
-                     f"{_default_text('hidden_sizes')} when neither -nhl nor -sz is given, "
-                     f"otherwise {DEFAULT_NUM_LAYERS})")
+                     f"{DEFAULT_NUM_LAYERS}; with neither -nhl nor -sz the network has the "
+                     f"hidden layers {_default_text('hidden_sizes')})")
     _add_option(course, "-sz", "--hidden_size", type=_positive_int, metavar="UNITS",
                 help="units in each hidden layer with -nhl; ignored when --hidden_sizes is "
                      f"given (default: {DEFAULT_HIDDEN_SIZE} with -nhl)")

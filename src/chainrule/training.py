@@ -23,6 +23,7 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -311,6 +312,7 @@ class Trainer:
         list of dict
             The history, one row per epoch; also stored as ``network.history``.
         """
+        _warn_if_unscaled(X)
         X = self.network.check_input(X)
         y = self.network.check_labels(y, X.shape[0])
         if validation_data is not None:
@@ -571,6 +573,20 @@ class Trainer:
         self.rng.bit_generator.state = meta["rng_state"]
         self._last_good_parameters[...] = self.network.parameters
         self.network.history = self.history
+
+
+def _warn_if_unscaled(X) -> None:
+    """Warn when training inputs are integers, which usually means raw 0-255 pixels."""
+    dtype = getattr(X, "dtype", None)
+    if dtype is not None and xp.issubdtype(dtype, xp.integer):
+        warnings.warn(
+            f"training input has integer dtype {dtype}, so it is probably unscaled pixel "
+            "values; scale it to [0, 1] first, for example with "
+            "chainrule.preprocessing.Preprocessor().fit_transform(images), or training "
+            "may diverge",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def check_seed(seed) -> int:
