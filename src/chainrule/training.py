@@ -483,6 +483,9 @@ class Trainer:
                                checkpoint_path=self.checkpoint_path)
 
     def _interrupted(self, epoch: int, batch: int):
+        # NOTE: checkpoints are written at epoch boundaries only, so an interrupt keeps the
+        # last finished epoch and loses the batches of the current one (all of them in
+        # the first epoch).
         last_epoch = len(self.history)
         where = (
             f"the checkpoint of epoch {last_epoch} is in {self.checkpoint_path}"
