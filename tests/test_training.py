@@ -271,6 +271,42 @@ def test_sigint_stops_after_current_batch(tmp_path):
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
+def test_resume_after_interrupt_equals_straight_run(tmp_path):
+    # SIGINT arrives in the middle of epoch 2; the checkpoint then records the batch
+    # position, and resuming finishes the run exactly as an uninterrupted one.
+    X, y = blobs(90)
+    checkpoint = tmp_path / "checkpoint.npz"
+    straight = small_net()
+    straight_history = Trainer(straight, "adam", batch_size=10, epochs=3, seed=4,
+                               quiet=True).fit(X, y)
+
+    batches_seen = []
+
+    class InterruptingNetwork(cr.Network):
+        def loss_and_gradients_into(self, X_batch, labels, gradient):
+            batches_seen.append(len(batches_seen))
+            if len(batches_seen) == 13:  # the fourth batch of epoch 2 (9 batches an epoch)
+                os.kill(os.getpid(), signal.SIGINT)
+            return super().loss_and_gradients_into(X_batch, labels, gradient)
+
+    interrupted = InterruptingNetwork([4, 8, 3], seed=0)
+    trainer = Trainer(interrupted, "adam", batch_size=10, epochs=3, seed=4, quiet=True,
+                      checkpoint_path=checkpoint)
+    with pytest.raises(TrainingInterrupted, match="epoch 2, batch 4; saved a checkpoint"):
+        trainer.fit(X, y)
+
+    resumed = small_net(seed=9)
+    resumed_trainer = Trainer(resumed, "adam", batch_size=10, epochs=3, seed=77, quiet=True)
+    resumed_trainer.load_checkpoint(checkpoint)
+    assert len(resumed_trainer.history) == 1
+    resumed_history = resumed_trainer.fit(X, y)
+    np.testing.assert_array_equal(resumed.parameters, straight.parameters)
+    for row_1, row_2 in zip(resumed_history, straight_history):
+        for column in HISTORY_COLUMNS:
+            if column != "seconds":
+                np.testing.assert_equal(row_1[column], row_2[column])  # NaN equals NaN
+
+
 def test_gradient_clipping_bounds_step():
     X, y = blobs(30)
     net = small_net()

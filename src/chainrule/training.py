@@ -284,6 +284,8 @@ class Trainer:
         self.best_parameters = None
         self.epochs_without_improvement = 0
         self.stopped_early = False
+        # Set when an interrupt stops an epoch part-way: its row order and running sums.
+        self._partial_epoch: dict | None = None
         self._gradient = xp.empty_like(network.parameters)
         self._last_good_parameters = network.parameters.copy()
         # Squared error on softmax outputs is at most 1, so only cross-entropy can explode
@@ -357,23 +359,32 @@ class Trainer:
         optimizer.learning_rate = learning_rate
 
         n = X.shape[0]
-        order = self.rng.permutation(n) if self.shuffle else xp.arange(n)
+        partial = self._partial_epoch
+        self._partial_epoch = None
+        if partial is not None and partial["epoch"] == epoch and partial["order"].shape == (n,):
+            # Continue an epoch that an interrupt stopped: same row order, same sums.
+            order = partial["order"]
+            first_batch = partial["next_batch"]
+            loss_sum, correct = partial["loss_sum"], partial["correct"]
+            started -= partial["seconds"]
+        else:
+            order = self.rng.permutation(n) if self.shuffle else xp.arange(n)
+            first_batch = 0
+            loss_sum, correct = 0.0, 0
         batch_size = min(self.batch_size, n)
         n_batches = math.ceil(n / batch_size)
         batch_X = xp.empty((batch_size, X.shape[1]), dtype=X.dtype)
         batch_y = xp.empty(batch_size, dtype=y.dtype)
 
-        batches = range(n_batches)
+        batches = range(first_batch, n_batches)
         bar = None
         if self._show_progress():
             from tqdm.auto import tqdm
 
             bar = tqdm(batches, desc=f"epoch {epoch}/{self.epochs}", unit="batch",
-                       leave=False, file=sys.stderr)
+                       leave=False, file=sys.stderr, initial=first_batch, total=n_batches)
             batches = bar
 
-        loss_sum = 0.0
-        correct = 0
         try:
             for batch in batches:
                 rows = order[batch * batch_size:(batch + 1) * batch_size]
@@ -398,6 +409,14 @@ class Trainer:
                 loss_sum += loss * m
                 correct += hits
                 if interrupt.raised:
+                    self._partial_epoch = {
+                        "epoch": epoch,
+                        "order": order,
+                        "next_batch": batch + 1,
+                        "loss_sum": loss_sum,
+                        "correct": correct,
+                        "seconds": time.perf_counter() - started,
+                    }
                     self._interrupted(epoch, batch + 1)
         finally:
             if bar is not None:
@@ -483,15 +502,16 @@ class Trainer:
                                checkpoint_path=self.checkpoint_path)
 
     def _interrupted(self, epoch: int, batch: int):
-        # NOTE: checkpoints are written at epoch boundaries only, so an interrupt keeps the
-        # last finished epoch and loses the batches of the current one (all of them in
-        # the first epoch).
-        last_epoch = len(self.history)
-        where = (
-            f"the checkpoint of epoch {last_epoch} is in {self.checkpoint_path}"
-            if self.checkpoint_path is not None and last_epoch > 0
-            else "no complete epoch was checkpointed"
-        )
+        # The checkpoint records the batch position, so a resumed run finishes this epoch
+        # exactly as an uninterrupted run would.
+        if self.checkpoint_path is not None:
+            self.save_checkpoint(self.checkpoint_path)
+            where = (
+                f"saved a checkpoint after that batch in {self.checkpoint_path}; training "
+                "resumes from there"
+            )
+        else:
+            where = "no checkpoint path was set, so nothing was saved"
         message = f"interrupted at epoch {epoch}, batch {batch}; {where}"
         raise TrainingInterrupted(message, epoch=epoch, batch=batch,
                                   checkpoint_path=self.checkpoint_path)
@@ -529,6 +549,10 @@ class Trainer:
             "schedule": self.schedule.config(),
             "network": self.network.config(),
         }
+        if self._partial_epoch is not None:
+            partial = dict(self._partial_epoch)
+            arrays["partial_epoch_order"] = partial.pop("order")
+            meta["partial_epoch"] = partial
         arrays["meta"] = xp.array(json.dumps(_json_ready(meta)))
         atomic_write_bytes(path, lambda file: xp.savez(file, **arrays))
 
@@ -574,6 +598,10 @@ class Trainer:
         self.epochs_without_improvement = meta["epochs_without_improvement"]
         self.stopped_early = meta["stopped_early"]
         self.rng.bit_generator.state = meta["rng_state"]
+        self._partial_epoch = None
+        if meta.get("partial_epoch") is not None and "partial_epoch_order" in arrays:
+            self._partial_epoch = dict(meta["partial_epoch"])
+            self._partial_epoch["order"] = arrays.pop("partial_epoch_order")
         self._last_good_parameters[...] = self.network.parameters
         self.network.history = self.history
 
