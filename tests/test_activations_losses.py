@@ -62,7 +62,7 @@ def test_backward_does_not_modify_gradient_without_out():
 
 
 def test_sigmoid_stable_at_both_tails():
-    # BC-05: the naive 1 / (1 + exp(-x)) overflows in exp below about -709.
+    # The naive 1 / (1 + exp(-x)) overflows in exp below about -709.
     x = np.array([-1000.0, -710.0, -30.0, 0.0, 30.0, 1000.0])
     with np.errstate(over="raise", invalid="raise"):
         h = activations.sigmoid(x)
@@ -85,14 +85,14 @@ def test_sigmoid_float32_tails_without_warning():
 # ---------------------------------------------------------------- softmax
 
 def test_softmax_large_positive_logits():
-    # BC-01: softmax([1000, 1001, 1002]) equals softmax([0, 1, 2]).
+    # softmax([1000, 1001, 1002]) equals softmax([0, 1, 2]).
     with np.errstate(over="raise", invalid="raise"):
         result = losses.softmax(np.array([1000.0, 1001.0, 1002.0]))
     np.testing.assert_allclose(result, [0.0900305732, 0.2447284711, 0.6652409558], atol=1e-10)
 
 
 def test_softmax_float32_overflow_case():
-    # BC-01 float32: exp(90) already overflows a float32 in the naive form.
+    # In float32, exp(90) already overflows a float32 in the naive form.
     with np.errstate(over="raise", invalid="raise"):
         result = losses.softmax(np.array([90.0, 2.0, -2.0], dtype=np.float32))
     assert result.dtype == np.float32
@@ -103,7 +103,7 @@ def test_softmax_float32_overflow_case():
 
 
 def test_softmax_all_very_negative_logits():
-    # BC-02: every exp underflows to 0 in the naive form, giving 0/0 = NaN.
+    # Every exp underflows to 0 in the naive form, giving 0/0 = NaN.
     with np.errstate(over="raise", invalid="raise", divide="raise"):
         result = losses.softmax(np.array([-1000.0, -1001.0, -1002.0]))
     np.testing.assert_allclose(result, [0.6652409558, 0.2447284711, 0.0900305732], atol=1e-10)
@@ -117,7 +117,7 @@ def test_softmax_rows_independent():
 # ---------------------------------------------------------------- losses
 
 def test_cross_entropy_from_logits_never_log_zero():
-    # BC-03: the probability of the true class underflows to 0, log(0) = -inf naively.
+    # The probability of the true class underflows to 0, log(0) = -inf naively.
     with np.errstate(over="raise", invalid="raise", divide="raise"):
         loss_1000, gradient = losses.CrossEntropy().value_and_gradient(
             np.array([[0.0, -1000.0]]), np.array([1])
@@ -129,7 +129,7 @@ def test_cross_entropy_from_logits_never_log_zero():
 
 
 def test_cross_entropy_exact_prediction_is_zero():
-    # BC-04: 0 * log(0) = NaN in the naive -sum(y log ŷ).
+    # 0 * log(0) = NaN in the naive -sum(y log ŷ).
     with np.errstate(over="raise", invalid="raise"):
         loss, gradient = losses.CrossEntropy().value_and_gradient(
             np.array([[-1000.0, -1000.0, 0.0]]), np.array([2])
@@ -139,7 +139,7 @@ def test_cross_entropy_exact_prediction_is_zero():
 
 
 def test_mean_squared_error_softmax_jacobian():
-    # BC-07: logits [1, 2, 3], true class 2, L = ½ Σ (ŷ − e)². Values worked out in
+    # Softmax with squared error, logits [1, 2, 3], true class 2, L = ½ Σ (ŷ − e)². Values worked out in
     # float64 outside chainrule: ŷ = [0.0900305732, 0.2447284711, 0.6652409558],
     # L = 0.0900305732, dL/dz = [0.0220330445, 0.0977510046, -0.1197840491].
     loss, gradient = losses.MeanSquaredError().value_and_gradient(

@@ -56,7 +56,7 @@ def relu_kink_network(hidden_bias):
 
 
 def test_gradcheck_skips_relu_kink():
-    # BC-09 under softmax cross-entropy: x = 1, w = 1, b = -1 puts the hidden
+    # A gradient check on the ReLU kink under softmax cross-entropy: x = 1, w = 1, b = -1 puts the hidden
     # pre-activation exactly on the kink. Backpropagation uses relu'(0) = 0, so dL/db = 0,
     # while the central difference averages the two one-sided slopes: with
     # z = [2h, -h] and y = 0, L(h) = log(1 + e^{-3h}), so the right slope is

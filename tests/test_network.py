@@ -123,7 +123,7 @@ def test_public_results_are_fresh_arrays():
 def test_softmax_regression_without_hidden_layers():
     net = cr.Network([3, 3], seed=0, dtype="float64")
     net.weights[0][...] = np.eye(3)
-    # BC-07 through backpropagation: logits [1, 2, 3] from x = [1, 2, 3] and W = I.
+    # Softmax with squared error through backpropagation: logits [1, 2, 3] from x = [1, 2, 3] and W = I.
     net.loss_function = cr.losses.get("mean_squared_error")
     net.loss_name = "mean_squared_error"
     _, grads = net.loss_and_gradients(np.array([[1.0, 2.0, 3.0]]), np.array([2]))
@@ -138,7 +138,7 @@ def test_predict_proba_rows_sum_to_one():
 
 
 def test_predict_proba_extreme_output_bias():
-    # BC-02 through a model: output weights 0 and bias [-1000, -1001, -1002].
+    # Every logit very negative, through a model: output weights 0 and bias [-1000, -1001, -1002].
     net = cr.Network([2, 3], seed=0, dtype="float64")
     net.weights[0][...] = 0.0
     net.biases[0][...] = [-1000.0, -1001.0, -1002.0]
@@ -211,7 +211,7 @@ def net_2_features():
 
 
 def test_one_dimensional_sample_gets_reshape_hint(net_2_features):
-    # BC-28: a single sample passed as a 1-D vector.
+    # A single sample passed as a 1-D vector must not be read as one feature per sample.
     with pytest.raises(ValueError, match=r"1-D array of shape \(2,\).*reshape\(1, -1\)"):
         net_2_features.predict(np.array([0.5, -0.2]))
 
