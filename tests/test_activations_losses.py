@@ -147,7 +147,7 @@ def test_mean_squared_error_softmax_jacobian():
     )
     assert loss == pytest.approx(0.0900305732, abs=1e-10)
     np.testing.assert_allclose(gradient[0], [0.0220330445, 0.0977510046, -0.1197840491], atol=1e-10)
-    # The two known wrong answers must be rejected.
+    # The two known wrong gradients must be rejected.
     wrong_shortcut = np.array([0.0900, 0.2447, -0.3348])
     wrong_sigmoid_form = np.array([0.00738, 0.04523, -0.07455])
     assert np.abs(gradient[0] - wrong_shortcut).max() > 0.1

@@ -87,7 +87,7 @@ def test_gradcheck_passes_away_from_kink():
 
 
 class WrongSigmoid(activations.Sigmoid):
-    """A sigmoid whose derivative forgets the (1 - h) factor, to prove gradcheck can fail."""
+    """A sigmoid whose derivative lacks the (1 - h) factor, to prove gradcheck can fail."""
 
     name = "sigmoid"
 

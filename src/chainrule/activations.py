@@ -79,10 +79,10 @@ class Sigmoid(Activation):
     name = "sigmoid"
 
     def forward(self, a, out=None):
-        # 1 / (1 + exp(-a)) is exact wherever exp(-a) is finite; where it overflows the
-        # result rounds to 0, and the overflow itself is harmless, so it is silenced. Below
-        # a = -30 the value is recomputed as e^a / (1 + e^a), which keeps the tiny results
-        # (4.5e-309 at a = -710 in float64) instead of 0. The tail is read before ``out``
+        # 1 / (1 + exp(-a)) is exact wherever exp(-a) is finite. Where exp(-a) overflows,
+        # the result rounds to 0 and the overflow is harmless, so its warning is silenced.
+        # Below a = -30 the value is recomputed as e^a / (1 + e^a), which keeps tiny
+        # results such as 4.5e-309 at a = -710 in float64. The tail is read before ``out``
         # is written, because ``out`` may be ``a`` itself.
         tail = a < -30.0
         tail_values = a[tail] if tail.any() else None

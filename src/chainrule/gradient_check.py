@@ -76,15 +76,20 @@ class GradcheckReport:
         return self.format_table()
 
 
-def _kink_pattern(net: Network, X):
-    """Return the sign pattern (a > 0) of every ReLU-type pre-activation, concatenated."""
+def _loss_and_kink_pattern(net: Network, X, labels):
+    """Return the loss (with L2 term) and the sign pattern (a > 0) of every ReLU-type unit.
+
+    One forward pass serves both. ``X`` and ``labels`` must already be validated. The
+    pattern is None when the network has no ReLU-type layer.
+    """
     pre_activations, _ = net.forward_trace(X)
+    loss = net.loss_function.value(pre_activations[-1], labels) + net.l2_penalty()
     masks = [
         (pre_activations[k] > 0).ravel()
         for k, name in enumerate(net.activation_names)
         if name in _KINKED
     ]
-    return xp.concatenate(masks) if masks else None
+    return loss, (xp.concatenate(masks) if masks else None)
 
 
 def gradcheck(
@@ -134,7 +139,7 @@ def gradcheck(
         view for pair in zip(*checked_net._layer_views(parameters)) for view in pair
     ]
     analytic_views = [view for pair in zip(analytic.weights, analytic.biases) for view in pair]
-    base_pattern = _kink_pattern(checked_net, X)
+    _, base_pattern = _loss_and_kink_pattern(checked_net, X, labels)
 
     rows = []
     for name, view, analytic_view in zip(
@@ -150,11 +155,9 @@ def gradcheck(
         for i in entries:
             original = flat_view[i]
             flat_view[i] = original + step
-            loss_plus = checked_net.loss(X, labels)
-            pattern_plus = _kink_pattern(checked_net, X)
+            loss_plus, pattern_plus = _loss_and_kink_pattern(checked_net, X, labels)
             flat_view[i] = original - step
-            loss_minus = checked_net.loss(X, labels)
-            pattern_minus = _kink_pattern(checked_net, X)
+            loss_minus, pattern_minus = _loss_and_kink_pattern(checked_net, X, labels)
             flat_view[i] = original
 
             if base_pattern is not None and not (

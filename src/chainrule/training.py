@@ -87,8 +87,8 @@ def atomic_write_bytes(path, write) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    # mkstemp creates the file readable by its owner only; give it the permissions an
-    # ordinary open() would, so run files stay readable by the user's group as usual.
+    # mkstemp creates the file readable by its owner only. Give it the permissions that an
+    # ordinary open() would, so that run files follow the user's umask.
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(temporary, 0o666 & ~umask)
