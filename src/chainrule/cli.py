@@ -357,8 +357,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                 help="seed of the validation split, the initial weights and the shuffling "
                      f"(default: {_default_text('seed')})")
     _add_option(more, "--threads", type=_positive_int, metavar="N",
-                help="BLAS threads during training; results repeat bitwise only with the "
-                     "same count (default: all cores)")
+                help="threads during training, for the matrix products or, on larger "
+                     "networks and batches, for blocks of each batch's rows, and for the "
+                     "optimizer's update; results repeat bitwise only with the same count "
+                     "(default: the BLAS's thread count, normally all cores)")
     _add_option(more, "--diagnostics", action="store_true", default=None,
                 help="record per-layer gradient norms, dead and saturated units after every "
                      "epoch in diagnostics.json and diagnostics.csv; draw them with "

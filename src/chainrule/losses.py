@@ -52,11 +52,14 @@ class Loss:
         """Return the loss averaged over the batch."""
         return self.value_and_gradient(logits, labels)[0]
 
-    def value_and_gradient(self, logits, labels, out=None):
+    def value_and_gradient(self, logits, labels, out=None, batch_size=None):
         """Return ``(mean loss, G_L)`` for ``logits`` ``(batch, classes)`` and integer labels.
 
         ``G_L`` is the gradient of the mean loss with respect to the logits, written into
-        ``out`` when given (shape and dtype of ``logits``).
+        ``out`` when given (shape and dtype of ``logits``). When ``logits`` is one block
+        of rows of a larger batch, ``batch_size`` is that batch's size: ``G_L`` is then
+        divided by it, so the blocks' gradients add up to the batch's. The returned loss
+        is the mean over the rows given either way.
         """
         raise NotImplementedError
 
@@ -67,9 +70,8 @@ class Loss:
 class CrossEntropy(Loss):
     name = "cross_entropy"
 
-    def value_and_gradient(self, logits, labels, out=None):
-        batch = logits.shape[0]
-        rows = xp.arange(batch)
+    def value_and_gradient(self, logits, labels, out=None, batch_size=None):
+        rows = xp.arange(logits.shape[0])
 
         # Log-sum-exp with the row maximum subtracted, so that no exp overflows and the
         # sum is at least 1.
@@ -83,16 +85,15 @@ class CrossEntropy(Loss):
         # shifted logits.
         probabilities = xp.divide(exp_shifted, sums[:, None], out=shifted)
         probabilities[rows, labels] -= 1.0
-        probabilities *= 1.0 / batch
+        probabilities *= 1.0 / (batch_size or logits.shape[0])
         return loss, probabilities
 
 
 class MeanSquaredError(Loss):
     name = "mean_squared_error"
 
-    def value_and_gradient(self, logits, labels, out=None):
-        batch = logits.shape[0]
-        rows = xp.arange(batch)
+    def value_and_gradient(self, logits, labels, out=None, batch_size=None):
+        rows = xp.arange(logits.shape[0])
 
         probabilities = softmax(logits)
         difference = probabilities.copy()
@@ -104,7 +105,7 @@ class MeanSquaredError(Loss):
         projection = xp.sum(probabilities * difference, axis=1, keepdims=True)
         difference -= projection
         gradient = xp.multiply(probabilities, difference, out=out)
-        gradient *= 1.0 / batch
+        gradient *= 1.0 / (batch_size or logits.shape[0])
         return loss, gradient
 
 

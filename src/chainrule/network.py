@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from chainrule import activations as activation_functions
 from chainrule import initializers
 from chainrule import losses
+from chainrule import parallel
 from chainrule.backend import xp
 from chainrule.validation import check_features, check_labels
 
@@ -364,7 +365,8 @@ class Network:
         loss, _ = self._backpropagate(X, labels, gradients)
         return loss + self.l2_penalty(), gradients
 
-    def loss_and_gradients_into(self, X, labels, gradient) -> tuple[float, int]:
+    def loss_and_gradients_into(self, X, labels, gradient, *, threads: int = 1
+                                ) -> tuple[float, int]:
         """Write the flat gradient for a batch into ``gradient``; return data loss and hits.
 
         The fast path for training loops: ``X`` must already be a valid ``(batch, n_0)``
@@ -375,28 +377,76 @@ class Network:
         penalty (so training and validation losses compare), and the count is the number
         of rows whose largest logit is the true class. Intermediate arrays are reused
         between calls with the same batch size, so no trace is kept.
-        """
-        gradients = Gradients(*self._layer_views(gradient), flat=gradient)
-        buffers = self._buffers_for(X.shape[0])
-        return self._backpropagate(X, labels, gradients, buffers)
 
-    def _buffers_for(self, batch: int) -> "_Buffers":
+        With ``threads`` above 1 the rows are cut into that many blocks, and each thread
+        backpropagates one block into its own flat gradient. Adding the blocks' gradients
+        gives the batch's gradient, because the loss is a mean over rows and every block
+        divides its ``G_L`` by the whole batch's size. The sums run in another order
+        than with one thread, so the result can differ in the last bits.
+        Give each thread single-threaded BLAS, as :class:`~chainrule.Trainer` does, or
+        the threads compete for the same cores.
+        """
+        batch = X.shape[0]
+        blocks = min(int(threads), batch)
+        if blocks < 2:
+            gradients = Gradients(*self._layer_views(gradient), flat=gradient)
+            return self._backpropagate(X, labels, gradients, self._buffers_for(batch))
+
+        bounds = parallel.piece_bounds(batch, blocks)
+        flats = [gradient, *self._block_gradients(blocks - 1)]
+        block_of = {start: index for index, start in enumerate(bounds[:-1])}
+        buffers = [self._buffers_for(stop - start, block=index)
+                   for index, (start, stop) in enumerate(zip(bounds[:-1], bounds[1:]))]
+
+        def backpropagate_block(start: int, stop: int) -> tuple[float, int]:
+            index = block_of[start]
+            gradients = Gradients(*self._layer_views(flats[index]), flat=flats[index])
+            # The L2 term belongs to the batch, not to each block: block 0 adds it once.
+            loss, hits = self._backpropagate(X[start:stop], labels[start:stop], gradients,
+                                             buffers[index], batch_size=batch,
+                                             add_weight_decay=index == 0)
+            return loss * (stop - start), hits
+
+        results = parallel.run_pieces(backpropagate_block, bounds)
+
+        def add_blocks(start: int, stop: int) -> None:
+            total = gradient[start:stop]
+            for flat in flats[1:]:
+                xp.add(total, flat[start:stop], out=total)
+
+        parallel.run_pieces(add_blocks, parallel.piece_bounds(gradient.size, blocks, 16))
+        return sum(loss for loss, _ in results) / batch, sum(hits for _, hits in results)
+
+    def _buffers_for(self, batch: int, block: int = 0) -> "_Buffers":
         cache = self.__dict__.setdefault("_buffer_cache", {})
-        buffers = cache.get(batch)
+        buffers = cache.get((block, batch))
         if buffers is None:
             # A training run uses at most two batch sizes (the last batch may be
-            # smaller), so keeping a few entries bounds the memory.
-            if len(cache) >= 4:
+            # smaller) per block of rows, so keeping a few entries bounds the memory.
+            if len(cache) >= 8:
                 cache.clear()
-            buffers = cache[batch] = _Buffers(self.layer_sizes, batch, self.dtype)
+            buffers = cache[block, batch] = _Buffers(self.layer_sizes, batch, self.dtype)
         return buffers
 
-    def _backpropagate(self, X, labels, gradients: Gradients, buffers=None) -> tuple[float, int]:
+    def _block_gradients(self, count: int) -> list:
+        """Flat gradient arrays for blocks 1..count of a batch split across threads."""
+        arrays = self.__dict__.setdefault("_block_gradient_cache", [])
+        if arrays and (arrays[0].shape != self.parameters.shape
+                       or arrays[0].dtype != self.parameters.dtype):
+            arrays.clear()
+        while len(arrays) < count:
+            arrays.append(xp.empty_like(self.parameters))
+        return arrays[:count]
+
+    def _backpropagate(self, X, labels, gradients: Gradients, buffers=None, *,
+                       batch_size=None, add_weight_decay=True) -> tuple[float, int]:
         """Fill ``gradients`` (L2 term included); return the mean data loss and the hits.
 
         Without ``buffers`` every intermediate array is new and the per-layer gradients
         ``∇A_k`` and ``∇H_k`` are kept in ``gradients``. With ``buffers`` they are written
-        into reused arrays and not kept.
+        into reused arrays and not kept. When ``X`` is one block of rows of a batch,
+        ``batch_size`` is the batch's size (the ``B`` of ``1/B``) and
+        ``add_weight_decay`` says whether this block adds the L2 term.
         """
         L = self.n_layers
         keep_trace = buffers is None
@@ -406,7 +456,8 @@ class Network:
         # Stakeholder 1, the output layer: for cross-entropy G_L = (Ŷ − E) / B. The fast
         # path forms it in place of the logits, which are no longer needed.
         output_buffer = None if keep_trace else a[L]
-        loss, grad_a = self.loss_function.value_and_gradient(a[L], labels, out=output_buffer)
+        loss, grad_a = self.loss_function.value_and_gradient(a[L], labels, out=output_buffer,
+                                                             batch_size=batch_size)
         if keep_trace:
             gradients.pre_activations = [None] * L
             gradients.activations = [None] * (L - 1)
@@ -418,7 +469,7 @@ class Network:
             # Stakeholder 3, the weights and biases of layer k:
             # ∇W_k = G_kᵀ H_{k-1} (+ λ W_k), ∇b_k = Σ_rows G_k.
             xp.matmul(grad_a.T, h[k - 1], out=gradients.weights[k - 1])
-            if self.weight_decay:
+            if self.weight_decay and add_weight_decay:
                 gradients.weights[k - 1] += self.weight_decay * W_k
             xp.sum(grad_a, axis=0, out=gradients.biases[k - 1])
 

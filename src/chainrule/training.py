@@ -51,6 +51,11 @@ EVALUATION_CHUNK = 4096
 # K classes) means the logits differ by hundreds: the run has exploded, even while the
 # numbers are still finite. Adam with a learning rate of 1e3 gets there in one step.
 EXPLODED_LOSS_FACTOR = 100.0
+# Batches whose batch size × parameter count reaches this are split across threads (see
+# Trainer's ``threads``). Measured on 2 cores: a 784-128-128-128-10 network at batch 1024
+# (138 million) gains 4 to 10 %, at batch 256 (35 million) it breaks even, and at
+# batch 64 splitting is about 25 % slower.
+PARALLEL_MIN_WORK = 48_000_000
 
 
 class TrainingDiverged(RuntimeError):
@@ -210,7 +215,13 @@ class Trainer:
     quiet : bool
         Silence the bar and the epoch lines.
     threads : int, optional
-        Limit the BLAS threads during :meth:`fit` (threadpoolctl).
+        Threads for training; ``None`` takes the BLAS's thread count in effect when
+        :meth:`fit` starts. When a batch holds enough work (batch size × parameters at
+        least ``PARALLEL_MIN_WORK``), each thread backpropagates one block of the
+        batch's rows with single-threaded BLAS, and the optimizer's update is split
+        the same way. Otherwise the BLAS runs its matrix products on that many threads
+        (set through threadpoolctl). The split changes sums only in the last bits,
+        and a given thread count always gives the same result.
     callbacks : sequence of callables
         Each called as ``callback(trainer, row)`` after every epoch. A callback may set
         ``trainer.stopped_early = True`` to end training after that epoch.
@@ -286,6 +297,10 @@ class Trainer:
         self.stopped_early = False
         # Set when an interrupt stops an epoch part-way: its row order and running sums.
         self._partial_epoch: dict | None = None
+        # Threads for optimizer.step and blocks of rows per batch; fit and train_epoch
+        # set them from `threads`.
+        self._update_threads = 1
+        self._batch_blocks = 1
         self._gradient = xp.empty_like(network.parameters)
         self._last_good_parameters = network.parameters.copy()
         # Squared error on softmax outputs is at most 1, so only cross-entropy can explode
@@ -332,6 +347,7 @@ class Trainer:
         # training with a message, so NumPy's warnings would only repeat it.
         quiet_overflow = xp.errstate(over="ignore", invalid="ignore", divide="ignore")
         with limits, quiet_overflow, _InterruptFlag() as interrupt:
+            self._choose_threads()
             while len(self.history) < self.epochs and not self.stopped_early:
                 self._run_epoch(X, y, validation_data, interrupt)
 
@@ -344,6 +360,7 @@ class Trainer:
         """Run one epoch on validated data without validation; return its history row."""
         quiet_overflow = xp.errstate(over="ignore", invalid="ignore", divide="ignore")
         with quiet_overflow, _InterruptFlag() as interrupt:
+            self._choose_threads()
             self._run_epoch(X, y, None, interrupt)
         self.network.history = self.history
         return self.history[-1]
@@ -354,7 +371,7 @@ class Trainer:
         epoch = len(self.history) + 1
         started = time.perf_counter()
         network, optimizer = self.network, self.optimizer
-        parameters, gradient = network.parameters, self._gradient
+        parameters = network.parameters
         learning_rate = self.schedule(epoch - 1)
         optimizer.learning_rate = learning_rate
 
@@ -386,38 +403,23 @@ class Trainer:
             batches = bar
 
         try:
-            for batch in batches:
-                rows = order[batch * batch_size:(batch + 1) * batch_size]
-                m = rows.shape[0]
-                # Gather the batch into a preallocated, contiguous buffer.
-                xp.take(X, rows, axis=0, out=batch_X[:m])
-                xp.take(y, rows, out=batch_y[:m])
-
-                loss, hits = self._gradient_at_lookahead(batch_X[:m], batch_y[:m])
-                if not math.isfinite(loss):
-                    self._diverged(epoch, batch + 1, learning_rate, f"the loss became {loss}")
-                if loss > self.exploded_loss:
-                    self._diverged(
-                        epoch, batch + 1, learning_rate,
-                        f"the loss exploded to {loss:.3g}, more than {EXPLODED_LOSS_FACTOR:g} "
-                        f"times the {math.log(self.network.n_classes):.3g} of a uniform guess",
-                    )
-                if self.max_gradient_norm is not None:
-                    optimizer_registry.clip_gradient_norm(gradient, self.max_gradient_norm)
-                optimizer.step(parameters, gradient)
-
-                loss_sum += loss * m
-                correct += hits
-                if interrupt.raised:
-                    self._partial_epoch = {
-                        "epoch": epoch,
-                        "order": order,
-                        "next_batch": batch + 1,
-                        "loss_sum": loss_sum,
-                        "correct": correct,
-                        "seconds": time.perf_counter() - started,
-                    }
-                    self._interrupted(epoch, batch + 1)
+            with self._single_threaded_blas():
+                for batch in batches:
+                    rows = order[batch * batch_size:(batch + 1) * batch_size]
+                    loss, hits = self._train_on_batch(X, y, rows, batch_X, batch_y,
+                                                      epoch, batch, learning_rate)
+                    loss_sum += loss * rows.shape[0]
+                    correct += hits
+                    if interrupt.raised:
+                        self._partial_epoch = {
+                            "epoch": epoch,
+                            "order": order,
+                            "next_batch": batch + 1,
+                            "loss_sum": loss_sum,
+                            "correct": correct,
+                            "seconds": time.perf_counter() - started,
+                        }
+                        self._interrupted(epoch, batch + 1)
         finally:
             if bar is not None:
                 bar.close()
@@ -450,18 +452,66 @@ class Trainer:
         for callback in self.callbacks:
             callback(self, row)
 
+    def _train_on_batch(self, X, y, rows, batch_X, batch_y, epoch: int, batch: int,
+                        learning_rate: float) -> tuple[float, int]:
+        """Take one optimizer step on ``X[rows]``; return the batch's mean loss and hits."""
+        m = rows.shape[0]
+        # Gather the batch into a preallocated, contiguous buffer. The rows come from a
+        # permutation, so they are in range; mode="clip" skips the bounds check, with
+        # which NumPy would gather into a temporary array and copy it over.
+        xp.take(X, rows, axis=0, out=batch_X[:m], mode="clip")
+        xp.take(y, rows, out=batch_y[:m], mode="clip")
+
+        loss, hits = self._gradient_at_lookahead(batch_X[:m], batch_y[:m])
+        if not math.isfinite(loss):
+            self._diverged(epoch, batch + 1, learning_rate, f"the loss became {loss}")
+        if loss > self.exploded_loss:
+            self._diverged(
+                epoch, batch + 1, learning_rate,
+                f"the loss exploded to {loss:.3g}, more than {EXPLODED_LOSS_FACTOR:g} "
+                f"times the {math.log(self.network.n_classes):.3g} of a uniform guess",
+            )
+        if self.max_gradient_norm is not None:
+            optimizer_registry.clip_gradient_norm(self._gradient, self.max_gradient_norm)
+        self.optimizer.step(self.network.parameters, self._gradient,
+                            threads=self._update_threads)
+        return loss, hits
+
+    def _choose_threads(self) -> None:
+        """Set the optimizer's threads and the blocks of rows per batch (see ``threads``)."""
+        threads = self.threads
+        if threads is None:
+            from threadpoolctl import threadpool_info
+
+            counts = [entry["num_threads"] for entry in threadpool_info()
+                      if entry.get("user_api") == "blas"]
+            threads = max(1, min(counts, default=1))
+        self._update_threads = threads
+        work = min(self.batch_size, 2**31) * self.network.n_parameters
+        self._batch_blocks = threads if work >= PARALLEL_MIN_WORK else 1
+
+    def _single_threaded_blas(self):
+        """Return a context with one BLAS thread while batches are split across threads."""
+        if self._batch_blocks < 2:
+            return contextlib.nullcontext()
+        from threadpoolctl import threadpool_limits
+
+        return threadpool_limits(limits=1, user_api="blas")
+
     def _gradient_at_lookahead(self, X, y) -> tuple[float, int]:
         """Fill the gradient buffer at the optimizer's look-ahead point; return loss and hits."""
         parameters = self.network.parameters
         point = self.optimizer.lookahead_point(parameters)
+        # `threads` only when splitting, so a subclass with the older signature still works.
+        split = {"threads": self._batch_blocks} if self._batch_blocks > 1 else {}
         if point is None:
-            return self.network.loss_and_gradients_into(X, y, self._gradient)
+            return self.network.loss_and_gradients_into(X, y, self._gradient, **split)
         # Nesterov: evaluate the gradient at the look-ahead point, then put the stored
         # parameters back, so the network always contains w and never the look-ahead point.
         saved = parameters.copy()
         parameters[...] = point
         try:
-            return self.network.loss_and_gradients_into(X, y, self._gradient)
+            return self.network.loss_and_gradients_into(X, y, self._gradient, **split)
         finally:
             parameters[...] = saved
 
