@@ -462,16 +462,19 @@ class Network:
             gradients.pre_activations = [None] * L
             gradients.activations = [None] * (L - 1)
             gradients.pre_activations[L - 1] = grad_a
+        # A column of ones sums the rows as a matrix product, which BLAS does two to
+        # four times as fast as xp.sum(G, axis=0).
+        ones = xp.ones(X.shape[0], dtype=X.dtype) if keep_trace else buffers.ones
 
         for k in range(L, 0, -1):
             W_k = self.weights[k - 1]
 
             # Stakeholder 3, the weights and biases of layer k:
-            # ∇W_k = G_kᵀ H_{k-1} (+ λ W_k), ∇b_k = Σ_rows G_k.
+            # ∇W_k = G_kᵀ H_{k-1} (+ λ W_k), ∇b_k = Σ_rows G_k = G_kᵀ 1.
             xp.matmul(grad_a.T, h[k - 1], out=gradients.weights[k - 1])
             if self.weight_decay and add_weight_decay:
                 gradients.weights[k - 1] += self.weight_decay * W_k
-            xp.sum(grad_a, axis=0, out=gradients.biases[k - 1])
+            xp.matmul(ones, grad_a, out=gradients.biases[k - 1])
 
             # Stakeholder 2, the hidden layer below: ∇H_{k-1} = G_k W_k, then
             # ∇A_{k-1} = ∇H_{k-1} ⊙ g'(A_{k-1}), with g' formed from H_{k-1}.
@@ -494,8 +497,10 @@ class _Buffers:
 
     ``outputs[k]`` contains ``A_k`` and then, for hidden layers, ``H_k`` (``k = 1..L``);
     ``grad_h[k]`` contains ``∇H_k`` and then ``∇A_k`` (``k = 1..L-1``). Index 0 is unused.
+    ``ones`` is the column of ones that sums a gradient's rows for the bias gradients.
     """
 
     def __init__(self, layer_sizes, batch: int, dtype):
         self.outputs = [None] + [xp.empty((batch, n), dtype=dtype) for n in layer_sizes[1:]]
         self.grad_h = [None] + [xp.empty((batch, n), dtype=dtype) for n in layer_sizes[1:-1]]
+        self.ones = xp.ones(batch, dtype=dtype)
