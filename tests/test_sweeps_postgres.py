@@ -17,6 +17,8 @@ from conftest import require, skip_or_fail
 
 DEFAULT_URL = "postgresql+psycopg://chainrule:chainrule@127.0.0.1:5432/chainrule_test"
 
+# Each trial trains for most of a second, so both commands have started before the
+# budget runs out and both take trials.
 SWEEP = """\
 method: random
 metric: {name: val_accuracy, goal: maximize}
@@ -25,8 +27,8 @@ parameters:
   num_layers: {values: [1, 2]}
   hidden_size: {values: [16, 32]}
   batch_size: {value: 64}
-  epochs: {value: 2}
-  limit_train: {value: 600}
+  epochs: {value: 6}
+  limit_train: {value: 30000}
   limit_test: {value: 100}
   threads: {value: 1}
 """
