@@ -329,6 +329,7 @@ def blas_description(libraries: set[str]) -> dict:
         "numpy": np.__version__,
         "chainrule": chainrule.__version__,
         "parallel_min_work": chainrule.training.PARALLEL_MIN_WORK,
+        "min_rows_per_block": chainrule.training.MIN_ROWS_PER_BLOCK,
         "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE"),
         "OPENBLAS_L2_SIZE": os.environ.get("OPENBLAS_L2_SIZE"),
         "threadpools": [],
@@ -659,9 +660,10 @@ def print_machine(info: dict, threads: int) -> None:
             f"{key} {value}" for key, value in info["torch_build"].items()
         ))
     print(f"threads     {threads} (threadpoolctl for BLAS and OpenMP, torch.set_num_threads)")
-    print(f"            chainrule splits a batch into {threads} blocks of rows, one per thread "
-          f"with one BLAS thread each, when batch size × parameters >= "
-          f"{info['parallel_min_work']:,}; below that its BLAS runs {threads} threads")
+    print(f"            chainrule splits a batch into up to {threads} blocks of rows, one per "
+          f"thread with one BLAS thread each, when batch size × parameters >= "
+          f"{info['parallel_min_work']:,} and each block has at least "
+          f"{info['min_rows_per_block']} rows; otherwise its BLAS runs {threads} threads")
     print(f"OPENBLAS_CORETYPE={info['OPENBLAS_CORETYPE'] or '(not set)'}  "
           f"OPENBLAS_L2_SIZE={info['OPENBLAS_L2_SIZE'] or '(not set)'}")
     if info["OPENBLAS_CORETYPE"]:

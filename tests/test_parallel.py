@@ -165,10 +165,10 @@ def small_problem():
     return X, y
 
 
-def train(threads, min_work, monkeypatch, network_class=cr.Network):
+def train(threads, min_work, monkeypatch, network_class=cr.Network, batch_size=64):
     monkeypatch.setattr(training, "PARALLEL_MIN_WORK", min_work)
     network = network_class([16, 24, 12, 3], dtype="float64", weight_decay=1e-3, seed=8)
-    trainer = cr.Trainer(network, "adam", batch_size=50, epochs=3, seed=9, quiet=True,
+    trainer = cr.Trainer(network, "adam", batch_size=batch_size, epochs=3, seed=9, quiet=True,
                          threads=threads)
     trainer.fit(*small_problem())
     return network, trainer
@@ -178,6 +178,7 @@ def test_split_trainer_follows_single_thread(monkeypatch):
     single, _ = train(1, 1, monkeypatch)
     split, trainer = train(2, 1, monkeypatch)
     assert trainer._batch_blocks == 2
+    assert trainer._update_threads == 2
     np.testing.assert_allclose(split.parameters, single.parameters, rtol=1e-9, atol=1e-12)
     assert [row["train_loss"] for row in split.history] == pytest.approx(
         [row["train_loss"] for row in single.history], rel=1e-10)
@@ -187,11 +188,22 @@ def test_split_trainer_follows_single_thread(monkeypatch):
 
 def test_trainer_splits_only_batches_with_enough_work(monkeypatch):
     network = cr.Network([16, 24, 12, 3], seed=8)
-    work = 50 * network.n_parameters
+    work = 64 * network.n_parameters
     _, trainer = train(2, work, monkeypatch)
     assert trainer._batch_blocks == 2
     _, trainer = train(2, work + 1, monkeypatch)
     assert trainer._batch_blocks == 1
+    assert trainer._update_threads == 1
+
+
+def test_trainer_keeps_enough_rows_per_block(monkeypatch):
+    rows = training.MIN_ROWS_PER_BLOCK
+    _, trainer = train(3, 1, monkeypatch, batch_size=2 * rows - 1)
+    assert trainer._batch_blocks == 1
+    _, trainer = train(3, 1, monkeypatch, batch_size=2 * rows)
+    assert trainer._batch_blocks == 2
+    _, trainer = train(3, 1, monkeypatch, batch_size=3 * rows)
+    assert trainer._batch_blocks == 3
 
 
 def test_split_batches_use_one_blas_thread(monkeypatch):
@@ -212,10 +224,14 @@ def test_split_batches_use_one_blas_thread(monkeypatch):
 def test_threads_none_follows_the_blas_setting(monkeypatch):
     monkeypatch.setattr(training, "PARALLEL_MIN_WORK", 1)
     network = cr.Network([16, 24, 12, 3], seed=8)
-    trainer = cr.Trainer(network, batch_size=50, epochs=1, quiet=True)
+    trainer = cr.Trainer(network, batch_size=64, epochs=2, quiet=True)
     with threadpool_limits(limits=1, user_api="blas"):
         trainer.fit(*small_problem())
     assert (trainer._update_threads, trainer._batch_blocks) == (1, 1)
+    trainer.epochs = 3
+    with threadpool_limits(limits=2, user_api="blas"):
+        trainer.fit(*small_problem())
+    assert (trainer._update_threads, trainer._batch_blocks) == (2, 2)
 
 
 # ---------------------------------------------------------------------- the input check
