@@ -12,7 +12,10 @@ Each line prints the median of many repeats, in milliseconds or GFLOP/s:
 - PyTorch's ``torch.optim.Adam`` step over the same 784-1024-1024-10 parameters on two
   threads, where PyTorch is installed;
 - the matrix products of one training step of that network, per batch size and BLAS
-  thread count.
+  thread count;
+- a ``Trainer`` epoch with batches split across two threads and with two-thread BLAS
+  instead, for the cases that set ``PARALLEL_MIN_WORK`` and ``MIN_ROWS_PER_BLOCK`` in
+  ``chainrule.training``.
 
 Run it from the repository root on an idle machine: ``python benchmarks/bench_parts.py``.
 """
@@ -27,9 +30,13 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 import chainrule as cr
+from chainrule import training
 
 LARGE = [784, 1024, 1024, 10]
 SMALL = [784, 128, 128, 128, 10]
+DEFAULT = [784, 512, 256, 10]  # `chainrule train`'s network
+# Long enough for idle OpenBLAS threads to stop spinning (about 0.1 s on this machine).
+IDLE_SECONDS = 0.5
 
 
 def median_seconds(function, repeats: int, before=None) -> float:
@@ -160,15 +167,52 @@ def time_products() -> None:
               f"{blas_threads} BLAS thread(s): {total * 1e3:.2f} ms, {flops / total / 1e9:.0f} GFLOP/s")
 
 
+def time_regimes(X, labels) -> None:
+    """Time one epoch per regime, alternating them, and print the medians of three."""
+    cases = [(SMALL, 64, 60_000), (SMALL, 256, 60_000), (SMALL, 1024, 60_000),
+             (DEFAULT, 128, 60_000), (LARGE, 32, 12_000), (LARGE, 64, 12_000),
+             (LARGE, 256, 12_000), (LARGE, 1024, 24_000)]
+    saved = training.PARALLEL_MIN_WORK, training.MIN_ROWS_PER_BLOCK
+    try:
+        for sizes, batch, rows in cases:
+            times = {"split": [], "BLAS": []}
+            for round_index in range(4):
+                for regime in times:
+                    # The split regime is forced with both thresholds at their minimum,
+                    # the BLAS regime with a threshold no batch reaches.
+                    training.PARALLEL_MIN_WORK = 1 if regime == "split" else 2**62
+                    training.MIN_ROWS_PER_BLOCK = 1
+                    network = cr.Network(sizes, seed=round_index)
+                    trainer = cr.Trainer(network, "adam", batch_size=batch, epochs=1,
+                                         seed=round_index, quiet=True, progress=False)
+                    # OpenBLAS threads spin for a while after a product, and would take a
+                    # core from the first batches of the next epoch.
+                    time.sleep(IDLE_SECONDS)
+                    started = time.perf_counter()
+                    trainer.fit(X[:rows], labels[:rows])
+                    if round_index > 0:  # round 0 warms up
+                        times[regime].append(time.perf_counter() - started)
+            split, blas = (statistics.median(times[regime]) for regime in ("split", "BLAS"))
+            print(f"epoch of {'-'.join(map(str, sizes))} on {rows:,} rows at batch {batch}, "
+                  f"2 threads: split {split:.3f} s, two-thread BLAS {blas:.3f} s "
+                  f"(split / BLAS {split / blas:.2f})")
+    finally:
+        training.PARALLEL_MIN_WORK, training.MIN_ROWS_PER_BLOCK = saved
+
+
 def main(argv=None) -> int:
     argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args(argv)
     X = training_images()
+    _, labels = cr.datasets.load("fashion_mnist", "train")
+    labels = np.asarray(labels, dtype=np.int64)
     time_finiteness_check(X)
     time_gather(X)
     time_bias_gradient()
     time_adam_step()
     time_torch_adam()
     time_products()
+    with threadpool_limits(limits=2, user_api="blas"):
+        time_regimes(X, labels)
     return 0
 
 

@@ -167,6 +167,7 @@ def small_problem():
 
 def train(threads, min_work, monkeypatch, network_class=cr.Network, batch_size=64):
     monkeypatch.setattr(training, "PARALLEL_MIN_WORK", min_work)
+    monkeypatch.setattr(training, "MIN_ROWS_PER_BLOCK", 32)
     network = network_class([16, 24, 12, 3], dtype="float64", weight_decay=1e-3, seed=8)
     trainer = cr.Trainer(network, "adam", batch_size=batch_size, epochs=3, seed=9, quiet=True,
                          threads=threads)
@@ -197,7 +198,7 @@ def test_trainer_splits_only_batches_with_enough_work(monkeypatch):
 
 
 def test_trainer_keeps_enough_rows_per_block(monkeypatch):
-    rows = training.MIN_ROWS_PER_BLOCK
+    rows = 32  # the MIN_ROWS_PER_BLOCK that train() sets
     _, trainer = train(3, 1, monkeypatch, batch_size=2 * rows - 1)
     assert trainer._batch_blocks == 1
     _, trainer = train(3, 1, monkeypatch, batch_size=2 * rows)
@@ -223,6 +224,7 @@ def test_split_batches_use_one_blas_thread(monkeypatch):
 
 def test_threads_none_follows_the_blas_setting(monkeypatch):
     monkeypatch.setattr(training, "PARALLEL_MIN_WORK", 1)
+    monkeypatch.setattr(training, "MIN_ROWS_PER_BLOCK", 32)
     network = cr.Network([16, 24, 12, 3], seed=8)
     trainer = cr.Trainer(network, batch_size=64, epochs=2, quiet=True)
     with threadpool_limits(limits=1, user_api="blas"):
@@ -245,3 +247,17 @@ def test_input_check_accepts_huge_float32():
     huge[700, 3] = -np.inf
     with pytest.raises(ValueError, match=r"1 NaN or infinite value\(s\), the first at index"):
         check_finite(huge)
+
+
+@pytest.mark.parametrize("sizes, batch, blocks", [
+    ([784, 128, 128, 128, 10], 1024, 2),
+    ([784, 128, 128, 128, 10], 256, 1),
+    ([784, 512, 256, 10], 128, 1),
+    ([784, 1024, 1024, 10], 64, 1),
+    ([784, 1024, 1024, 10], 256, 2),
+])
+def test_default_thresholds_choose_regime(sizes, batch, blocks):
+    trainer = cr.Trainer(cr.Network(sizes, seed=0), batch_size=batch, threads=2, quiet=True)
+    trainer._choose_threads()
+    assert trainer._batch_blocks == blocks
+    assert trainer._update_threads == blocks

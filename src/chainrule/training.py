@@ -51,14 +51,13 @@ EVALUATION_CHUNK = 4096
 # K classes) means the logits differ by hundreds: the run has exploded, even while the
 # numbers are still finite. Adam with a learning rate of 1e3 gets there in one step.
 EXPLODED_LOSS_FACTOR = 100.0
-# Batches whose batch size × parameter count reaches this are split across threads (see
-# Trainer's ``threads``). Measured on 2 cores: a 784-128-128-128-10 network at batch 1024
-# (138 million) gains 4 to 10 %, at batch 256 (35 million) it breaks even, and at
-# batch 64 splitting is about 25 % slower.
+# Batches are split across threads (see Trainer's ``threads``) only when batch size ×
+# parameter count reaches PARALLEL_MIN_WORK and every thread gets MIN_ROWS_PER_BLOCK rows.
+# `python benchmarks/bench_parts.py` times both regimes. On 2 cores the split took 0.83 to
+# 0.89 of the time on 784-1024-1024-10 at batch 256 and 1024, 0.97 to 1.03 on
+# 784-128-128-128-10 at batch 1024, and 1.11 to 1.12 on 784-512-256-10 at batch 128.
 PARALLEL_MIN_WORK = 48_000_000
-# Each thread gets at least this many rows. On the 784-1024-1024-10 network, blocks of 16
-# rows made the epoch about 5 % slower than two-thread products on batches of 32 rows.
-MIN_ROWS_PER_BLOCK = 32
+MIN_ROWS_PER_BLOCK = 128
 
 
 class TrainingDiverged(RuntimeError):
