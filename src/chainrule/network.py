@@ -414,7 +414,8 @@ class Network:
             for flat in flats[1:]:
                 xp.add(total, flat[start:stop], out=total)
 
-        parallel.run_pieces(add_blocks, parallel.piece_bounds(gradient.size, blocks, 16))
+        bounds = parallel.piece_bounds(gradient.size, blocks, parallel.PIECE_ALIGNMENT)
+        parallel.run_pieces(add_blocks, bounds)
         return sum(loss for loss, _ in results) / batch, sum(hits for _, hits in results)
 
     def _buffers_for(self, batch: int, block: int = 0) -> "_Buffers":

@@ -382,9 +382,6 @@ def _as_step_count(value: Any) -> int:
 # more than it saves.
 
 MIN_ENTRIES_PER_THREAD = 131_072
-# Piece boundaries fall on multiples of 16 entries (64 bytes in float32), so no two threads
-# write to the same cache line.
-_PIECE_ALIGNMENT = 16
 
 
 def _run_in_pieces(update, params, gradient, state: tuple, work: tuple, threads: int) -> None:
@@ -406,8 +403,8 @@ def _run_in_pieces(update, params, gradient, state: tuple, work: tuple, threads:
         update(params_piece, gradient_piece, tuple(rest[:len(state)]),
                tuple(rest[len(state):]))
 
-    parallel.run_pieces(update_piece, parallel.piece_bounds(params.size, pieces,
-                                                            _PIECE_ALIGNMENT))
+    bounds = parallel.piece_bounds(params.size, pieces, parallel.PIECE_ALIGNMENT)
+    parallel.run_pieces(update_piece, bounds)
 
 
 # --- the optimizers ------------------------------------------------------------------------

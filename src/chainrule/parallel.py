@@ -21,7 +21,11 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-__all__ = ["piece_bounds", "run_pieces"]
+__all__ = ["PIECE_ALIGNMENT", "piece_bounds", "run_pieces"]
+
+# Pieces of a flat array start at multiples of 16 entries: 64 bytes of float32 or 128 of
+# float64, so no two threads write to the same cache line.
+PIECE_ALIGNMENT = 16
 
 _pool: ThreadPoolExecutor | None = None
 _pool_workers = 0
