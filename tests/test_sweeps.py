@@ -564,15 +564,21 @@ def test_killed_worker_loses_nothing(tmp_path):
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     try:
-        # Wait for a trial in the middle of training, after at least one has finished.
-        while time.monotonic() < deadline:
+        # Wait for a trial in the middle of training, after at least one has finished. The
+        # sweep is frozen while the database is read, so the trial cannot finish between the
+        # reading and the kill.
+        while True:
+            assert time.monotonic() < deadline, "no trial was seen in the middle of training"
+            assert process.poll() is None, "the sweep ended before a worker could be killed"
+            process.send_signal(signal.SIGSTOP)
             training, complete = training_and_complete(database, "slow")
             if training == 1 and complete >= 1:
                 break
-            assert process.poll() is None, "the sweep ended before a worker could be killed"
+            process.send_signal(signal.SIGCONT)
             time.sleep(0.05)
         process.send_signal(signal.SIGKILL)
     finally:
+        process.kill()
         process.wait(timeout=30)
 
     study = optuna.load_study(study_name="slow", storage=f"sqlite:///{database}")
