@@ -9,6 +9,8 @@ Each line prints the median of many repeats, in milliseconds or GFLOP/s:
 - an Adam step over the 784-1024-1024-10 network's parameters on one and two threads,
   right after a two-thread matrix product and under single-threaded BLAS, and over the
   784-128-128-128-10 network's on one thread;
+- each kind of element-wise pass that the Adam step makes, over that small network's
+  parameters on one thread;
 - PyTorch's ``torch.optim.Adam`` step over the same 784-1024-1024-10 parameters on two
   threads, where PyTorch is installed;
 - the matrix products of one training step of that network, per batch size and BLAS
@@ -122,6 +124,27 @@ def time_adam_step() -> None:
     print(f"Adam step over {small.size:,} parameters: 1 thread {seconds * 1e3:.2f} ms")
 
 
+def time_elementwise_passes() -> None:
+    """Time, on one thread, each kind of NumPy pass that an Adam step makes."""
+    count = cr.Network(SMALL, seed=0).n_parameters
+    rng = np.random.default_rng(4)
+    left = rng.random(count, dtype=np.float32) + np.float32(0.5)
+    right = rng.random(count, dtype=np.float32) + np.float32(0.5)
+    out = np.empty(count, dtype=np.float32)
+    passes = {
+        "multiply by a scalar": lambda: np.multiply(left, 0.9, out=out),
+        "multiply two arrays": lambda: np.multiply(left, right, out=out),
+        "add two arrays": lambda: np.add(left, right, out=out),
+        "divide two arrays": lambda: np.divide(left, right, out=out),
+        "square root": lambda: np.sqrt(left, out=out),
+    }
+    times = []
+    with threadpool_limits(limits=1, user_api="blas"):
+        for name, function in passes.items():
+            times.append(f"{name} {median_seconds(function, 2000) * 1e6:.1f} us")
+    print(f"element-wise passes over {count:,} float32 values, 1 thread: {', '.join(times)}")
+
+
 def time_torch_adam() -> None:
     try:
         import torch
@@ -209,6 +232,7 @@ def main(argv=None) -> int:
     time_gather(X)
     time_bias_gradient()
     time_adam_step()
+    time_elementwise_passes()
     time_torch_adam()
     time_products()
     with threadpool_limits(limits=2, user_api="blas"):
