@@ -332,6 +332,10 @@ def test_accuracy_curves_command(capsys, idx_folder, tmp_path):
     assert status == 0
     check_png(output_path)
     assert "train_accuracy  test_accuracy" in output
+    # The row is labelled with the network's layer sizes: 6x6 images, 6 hidden units.
+    lines = output.splitlines()
+    header = next(i for i, line in enumerate(lines) if "train_accuracy  test_accuracy" in line)
+    assert lines[header + 1].startswith("36-6-")
 
 
 def test_comparison_prints_epoch_lines(capsys, idx_folder, tmp_path):

@@ -555,8 +555,8 @@ def _accuracy_curves_command(args: argparse.Namespace) -> int:
         weight_init=args.weight_init, optimizer=args.optimizer, learning_rate=args.learning_rate,
         epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, log=_log(args),
     )
-    _print_final({"run": rows})
     sizes = "-".join(str(n) for n in [data.n_features, *args.hidden_sizes, data.n_classes])
+    _print_final({sizes: rows})
     plot_accuracy_curves(
         rows, args.output, dpi=args.dpi,
         title=f"Training against test accuracy: {sizes} {args.activation}, {args.optimizer}, "
