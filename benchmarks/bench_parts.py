@@ -138,11 +138,11 @@ def time_elementwise_passes() -> None:
         "divide two arrays": lambda: np.divide(left, right, out=out),
         "square root": lambda: np.sqrt(left, out=out),
     }
-    times = []
+    results = []
     with threadpool_limits(limits=1, user_api="blas"):
         for name, function in passes.items():
-            times.append(f"{name} {median_seconds(function, 2000) * 1e6:.1f} us")
-    print(f"element-wise passes over {count:,} float32 values, 1 thread: {', '.join(times)}")
+            results.append(f"{name} {median_seconds(function, 2000) * 1e6:.1f} us")
+    print(f"element-wise passes over {count:,} float32 values, 1 thread: {', '.join(results)}")
 
 
 def time_torch_adam() -> None:

@@ -564,9 +564,8 @@ def test_killed_worker_loses_nothing(tmp_path):
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     try:
-        # Wait for a trial in the middle of training, after at least one has finished. The
-        # sweep is frozen while the database is read, so the trial cannot finish between the
-        # reading and the kill.
+        # Wait for a trial in the middle of training, after one has finished. SIGSTOP holds
+        # the sweep during each read, so the trial cannot finish before the kill.
         while True:
             assert time.monotonic() < deadline, "no trial was seen in the middle of training"
             assert process.poll() is None, "the sweep ended before a worker could be killed"
